@@ -1,0 +1,350 @@
+"""A local fake of the Pangea API, checked against Pangea's official OpenAPI specs.
+
+- Served in-process through httpx.ASGITransport (`fake.transport`) or on 127.0.0.1 (`fake.serve()`).
+- URLs follow the template http://127.0.0.1:<port>/{SERVICE_NAME}: the first path segment is the service.
+- Every request body is validated against the service's spec (tests/spec.py); a violation is answered
+  with a Pangea ValidationError *and* recorded in `fake.violations`, which the test fixtures assert empty.
+- Every response the fake sends is checked against the spec's response schema, so scripted answers
+  cannot drift from what Pangea sends.
+- Bearer tokens are checked like Pangea does: the Vault token only for Vault, service tokens elsewhere.
+- Multi-item intel calls answer 202 and are completed by polling GET /<service>/request/<id>, as the API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import socket
+import string
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tests import spec
+
+SERVICE_TOKEN = "pts_" + "s" * 28 + "0001"
+VAULT_TOKEN = "pts_" + "v" * 28 + "0001"
+VAULT_ITEM_ID = "pvi_" + "a" * 32
+
+HTTP_FOR_STATUS = {
+    "Success": 200,
+    "Accepted": 202,
+    "ValidationError": 400,
+    "MissingConfigID": 400,
+    "Unauthorized": 401,
+    "NoCredit": 402,
+    "ServiceNotEnabled": 403,
+    "ForbiddenVaultOperation": 403,
+    "NotFound": 404,
+    "VaultItemNotFound": 404,
+    "TooManyRequests": 429,
+    "InternalError": 500,
+    "ProviderError": 502,
+    "ServiceNotAvailable": 503,
+}
+STATUS_FOR_HTTP = {v: k for k, v in reversed(HTTP_FOR_STATUS.items())}
+
+
+def request_id() -> str:
+    return "prq_" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(32))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Reply:
+    http: int = 200
+    status: str | None = None
+    summary: str | None = None
+    result: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    raw: bytes | None = None  # a body that is not a Pangea envelope
+    accepted_polls: int = 0  # answer 202 first, and this many polls more with 202
+
+
+@dataclass
+class Recorded:
+    method: str
+    service: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+@dataclass
+class _Pending:
+    service: str
+    path: str
+    token: str
+    polls_left: int
+    reply: Reply
+
+
+class FakePangea:
+    def __init__(self, *, service_token: str = SERVICE_TOKEN, vault_token: str = VAULT_TOKEN) -> None:
+        self.service_tokens = {service_token}
+        self.vault_token = vault_token
+        self.requests: list[Recorded] = []
+        self.violations: list[str] = []
+        self._scripts: dict[tuple[str, str], deque[Reply]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self.vault_items: dict[str, dict[str, Any]] = {}
+        self.put_token_item(VAULT_ITEM_ID, service_token)
+        self.transport = httpx.ASGITransport(app=self.app)
+
+    # -- scripting -------------------------------------------------------------------------------
+
+    def on(
+        self,
+        service: str,
+        path: str,
+        *,
+        http: int | None = None,
+        status: str | None = None,
+        summary: str | None = None,
+        result: Any = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        raw: bytes | None = None,
+        accepted_polls: int = 0,
+        times: int = 1,
+    ) -> None:
+        """Queue `times` scripted replies for POST <service>/<path>; then the default behaviour resumes."""
+        if http is None:
+            http = HTTP_FOR_STATUS.get(status or "Success", 200)
+        reply = Reply(http, status, summary, result, headers or {}, delay, raw, accepted_polls)
+        self._scripts.setdefault((service, path.strip("/")), deque()).extend([reply] * times)
+
+    def put_token_item(self, item_id: str, token: str, *, version: int = 1, **extra: Any) -> None:
+        now = _now()
+        self.vault_items[item_id] = {
+            "id": item_id,
+            "type": "pangea_token",
+            "name": "pangea-mcp service token",
+            "folder": "/",
+            "metadata": {},
+            "tags": [],
+            "num_versions": version,
+            "enabled": True,
+            "created_at": now,
+            "rotation_state": "destroyed",
+            "rotation_grace_period": "1d",
+            "item_versions": [
+                {"version": version, "state": "active", "created_at": now, "token": token, "destroyed_at": None}
+            ],
+            **extra,
+        }
+
+    def rotate_token(self, item_id: str = VAULT_ITEM_ID) -> str:
+        """Rotate the Vault item: the new token works, the old one is refused at once (no grace)."""
+        item = self.vault_items[item_id]
+        old = item["item_versions"][0]["token"]
+        new = "pts_" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(32))
+        self.service_tokens.discard(old)
+        self.service_tokens.add(new)
+        self.put_token_item(item_id, new, version=item["item_versions"][0]["version"] + 1)
+        return new
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def calls(self, service: str, path: str, method: str = "POST") -> list[Recorded]:
+        path = path.strip("/")
+        return [r for r in self.requests if (r.method, r.service, r.path) == (method, service, path)]
+
+    def bodies(self, service: str, path: str) -> list[Any]:
+        return [r.body for r in self.calls(service, path)]
+
+    def body(self, service: str, path: str) -> Any:
+        bodies = self.bodies(service, path)
+        assert bodies, f"no request reached {service}/{path}"
+        return bodies[-1]
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """Serve on 127.0.0.1 (ephemeral port) in a background thread; yields the URL template."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            threading.Event().wait(0.01)
+        try:
+            yield f"http://127.0.0.1:{port}/{{SERVICE_NAME}}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self._handle(request)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> Response:
+        raw = await request.body()
+        parts = request.url.path.strip("/").split("/", 1)
+        service, path = parts[0], parts[1] if len(parts) > 1 else ""
+        method = request.method.upper()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        self.requests.append(Recorded(method, service, path, dict(request.headers), body, raw))
+
+        if not spec.known(service) or not spec.has_operation(service, method.lower(), "/" + path):
+            return self._envelope(service, method, path, Reply(404, "NotFound", f"no such endpoint /{path}"))
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        allowed = {self.vault_token} if service == "vault" else self.service_tokens
+        if token not in allowed:
+            return self._envelope(service, method, path, Reply(401, "Unauthorized", "Not authorized"))
+        if method == "GET":
+            return self._poll(service, path, token)
+
+        errors = spec.request_errors(service, "post", "/" + path, body)
+        if errors:
+            self.violations.append(f"{service}/{path}: " + "; ".join(f"{e['source']} {e['detail']}" for e in errors))
+            return self._envelope(
+                service, method, path,
+                Reply(400, "ValidationError", "There was an error validating the request", {"errors": errors}),
+            )
+        script = self._scripts.get((service, path))
+        reply = script.popleft() if script else self._default(service, path, body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.accepted_polls or (reply.http == 200 and _is_bulk(body)):
+            rid = request_id()
+            self._pending[rid] = _Pending(service, path, token, reply.accepted_polls, reply)
+            return self._accepted(service, path, rid)
+        return self._envelope(service, method, path, reply)
+
+    def _poll(self, service: str, path: str, token: str) -> Response:
+        rid = path.removeprefix("request/")
+        pending = self._pending.get(rid)
+        if pending is None or pending.service != service:
+            return self._envelope(service, "GET", path, Reply(404, "NotFound", f"unknown request {rid}"))
+        if pending.token != token:
+            return self._envelope(service, "GET", path, Reply(401, "Unauthorized", "Not authorized"))
+        if pending.polls_left > 0:
+            pending.polls_left -= 1
+            return self._accepted(service, path, rid)
+        del self._pending[rid]
+        # The final answer has the schema of the original endpoint.
+        return self._envelope(service, "POST", pending.path, pending.reply, rid=rid)
+
+    def _accepted(self, service: str, path: str, rid: str) -> Response:
+        result = {"ttl_mins": 5760, "retry_counter": 0, "location": f"/{service}/request/{rid}"}
+        return self._envelope(service, "GET", f"request/{rid}", Reply(202, "Accepted", "Accepted", result), rid=rid)
+
+    def _envelope(self, service: str, method: str, path: str, reply: Reply, rid: str | None = None) -> Response:
+        rid = rid or request_id()
+        headers = {"x-request-id": rid, **reply.headers}
+        if reply.raw is not None:
+            return Response(reply.raw, status_code=reply.http, headers=headers, media_type="text/html")
+        status = reply.status or STATUS_FOR_HTTP.get(reply.http, "InternalError")
+        body = {
+            "request_id": rid,
+            "request_time": _now(),
+            "response_time": _now(),
+            "status": status,
+            "summary": reply.summary if reply.summary is not None else _summary(status),
+            "result": reply.result,
+        }
+        problems = spec.response_errors(service, method.lower(), "/" + path, reply.http, body)
+        if problems:
+            # A scripted reply Pangea would never send: fail the test, not the code under test.
+            self.violations.append(f"response {service}/{path} {reply.http}: " + "; ".join(problems[:5]))
+        return JSONResponse(body, status_code=reply.http, headers=headers)
+
+    # -- default behaviour: plausible, deterministic data ------------------------------------------
+
+    def _default(self, service: str, path: str, body: Any) -> Reply:
+        if service == "vault" and path == "v2/get":
+            item = self.vault_items.get(body["id"])
+            if item is None:
+                return Reply(404, "VaultItemNotFound", f"Item {body['id']} not found")
+            return Reply(result=item)
+        if service == "ip-intel" and path.startswith("v2/"):
+            kind = path.removeprefix("v2/")
+            return Reply(result={"data": {ip: _ip_data(kind, ip) for ip in body["ips"]}})
+        if service == "domain-intel" and path == "v2/reputation":
+            return Reply(result={"data": {d: _reputation(d) for d in body["domains"]}})
+        if service == "domain-intel" and path == "v1/whois":
+            return Reply(result={"data": _whois(body["domain"])})
+        return Reply(500, "InternalError", f"the fake has no default answer for {service}/{path}")
+
+
+def _is_bulk(body: Any) -> bool:
+    if not isinstance(body, dict):
+        return False
+    return any(isinstance(body.get(k), list) and len(body[k]) > 1 for k in ("ips", "domains", "urls", "hashes"))
+
+
+def _summary(status: str) -> str:
+    return {"Success": "Success", "Accepted": "Accepted"}.get(status, f"{status} (fake)")
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def _reputation(indicator: str) -> dict[str, Any]:
+    score = _digest(indicator) % 101
+    verdict = "malicious" if score >= 80 else "suspicious" if score >= 50 else "benign" if score < 20 else "unknown"
+    category = ["Malware", "Phishing"] if verdict == "malicious" else []
+    return {"category": category, "score": score, "verdict": verdict}
+
+
+def _ip_data(kind: str, ip: str) -> dict[str, Any]:
+    n = _digest(ip)
+    if kind == "reputation":
+        return _reputation(ip)
+    if kind == "geolocate":
+        return {"country": "Colombia", "city": "Bogota", "latitude": 4.6, "longitude": -74.08,
+                "postal_code": "110111", "country_code": "CO"}
+    if kind == "domain":
+        return {"domain_found": n % 2 == 0, "domain": f"host{n % 97}.example.net"} if n % 2 == 0 \
+            else {"domain_found": False}
+    if kind == "vpn":
+        return {"is_vpn": n % 3 == 0}
+    if kind == "proxy":
+        return {"is_proxy": n % 5 == 0}
+    raise AssertionError(kind)
+
+
+def _whois(domain: str) -> dict[str, Any]:
+    return {
+        "domain_name": domain,
+        "domain_availability": "UNAVAILABLE",
+        "created_date": "1995-08-14T04:00:00Z",
+        "updated_date": "2024-08-14T07:01:38Z",
+        "expires_date": "2025-08-13T04:00:00Z",
+        "host_names": [f"a.iana-servers.{domain}", f"b.iana-servers.{domain}"],
+        "ips": ["93.184.215.14"],
+        "registrar_name": "RESERVED-Internet Assigned Numbers Authority",
+        "contact_email": "",
+        "estimated_domain_age": 10727,
+        "registrant_organization": "Internet Assigned Numbers Authority",
+        "registrant_country": "US",
+    }
