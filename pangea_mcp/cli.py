@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pangea_mcp.logs import scrub, setup_logging
 
     try:
-        settings = Settings(_env_file=args.env_file if os.path.exists(args.env_file) else None)  # type: ignore[call-arg]
+        settings = Settings(_env_file=args.env_file if os.path.exists(args.env_file) else None)
     except ValidationError as exc:
         print(_settings_error(exc), file=sys.stderr)
         return 2

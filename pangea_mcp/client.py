@@ -96,7 +96,7 @@ class PangeaClient:
         self.settings = settings
         self.tokens: TokenSource | None = None
         self._transport = transport
-        self._sleep: SleepFn = sleep or asyncio.sleep
+        self._sleep: SleepFn = sleep if sleep is not None else asyncio.sleep
         self._http: httpx.AsyncClient | None = None
         self._users = 0
 
@@ -143,7 +143,9 @@ class PangeaClient:
         """
         payload = body.model_dump(mode="json", exclude_none=True)
         if token is not None:
-            envelope = await self._call_with(service, path, payload, token.get_secret_value(), idempotent, progress)
+            envelope = await self._call_with(
+                service, path, payload, token.get_secret_value(), idempotent, progress
+            )
         else:
             if self.tokens is None:
                 raise PangeaUnavailable(service, "no Pangea service token is configured")
@@ -192,7 +194,13 @@ class PangeaClient:
         return envelope
 
     async def _with_retries(
-        self, method: str, service: str, path: str, payload: dict[str, Any] | None, token: str, idempotent: bool
+        self,
+        method: str,
+        service: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        token: str,
+        idempotent: bool,
     ) -> Envelope:
         settings = self.settings
         deadline = anyio.current_time() + settings.request_timeout
@@ -202,7 +210,7 @@ class PangeaClient:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Retryable) and exc.retry_after is not None:
                 return exc.retry_after
-            base = min(settings.retry_backoff * 2 ** (state.attempt_number - 1), 8.0)
+            base: float = min(settings.retry_backoff * 2.0 ** (state.attempt_number - 1), 8.0)
             return base * random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not crypto
 
         def stop(state: RetryCallState) -> bool:
@@ -228,7 +236,14 @@ class PangeaClient:
                             service, f"no answer within PANGEA_REQUEST_TIMEOUT={settings.request_timeout:g}s"
                         )
                     return await self._attempt(
-                        method, service, path, payload, token, idempotent, remaining, failed_ids,
+                        method,
+                        service,
+                        path,
+                        payload,
+                        token,
+                        idempotent,
+                        remaining,
+                        failed_ids,
                         attempt.retry_state.attempt_number,
                     )
         except _Retryable as exc:
@@ -257,14 +272,23 @@ class PangeaClient:
         started = time.perf_counter()
         try:
             with anyio.fail_after(remaining):
-                response = await self._http.request(method, url, json=payload, headers=headers, timeout=timeout)
-        except (TimeoutError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+                response = await self._http.request(
+                    method, url, json=payload, headers=headers, timeout=timeout
+                )
+        except (
+            TimeoutError,
+            httpx.ConnectTimeout,
+            httpx.ReadTimeout,
+            httpx.WriteTimeout,
+            httpx.PoolTimeout,
+        ) as exc:
             connecting = isinstance(exc, httpx.ConnectTimeout)
             log.warning("%s %s: timed out (attempt %d)", service, path, attempt)
             error = PangeaUnavailable(
                 service,
-                "could not connect" if connecting else
-                f"no answer within PANGEA_REQUEST_TIMEOUT={self.settings.request_timeout:g}s",
+                "could not connect"
+                if connecting
+                else f"no answer within PANGEA_REQUEST_TIMEOUT={self.settings.request_timeout:g}s",
             )
             if connecting:
                 raise _Retryable(error) from None
@@ -273,7 +297,9 @@ class PangeaClient:
             log.warning("%s %s: connection failed (attempt %d)", service, path, attempt)
             raise _Retryable(PangeaUnavailable(service, "could not connect to the Pangea API")) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            log.warning("%s %s: connection dropped (attempt %d): %s", service, path, attempt, type(exc).__name__)
+            log.warning(
+                "%s %s: connection dropped (attempt %d): %s", service, path, attempt, type(exc).__name__
+            )
             error = PangeaUnavailable(service, "the connection to the Pangea API dropped")
             if idempotent:
                 raise _Retryable(error) from None
@@ -287,8 +313,14 @@ class PangeaClient:
         request_id = envelope.request_id if envelope and envelope.request_id else header_id
         log.info(
             "%s %s %s -> HTTP %d %s request_id=%s attempt=%d %.0fms",
-            method, service, path, response.status_code, envelope.status if envelope else "-",
-            request_id, attempt, elapsed * 1000,
+            method,
+            service,
+            path,
+            response.status_code,
+            envelope.status if envelope else "-",
+            request_id,
+            attempt,
+            elapsed * 1000,
         )
         code = response.status_code
         if envelope is not None and (envelope.status == "Accepted" or code == 202):
@@ -297,12 +329,12 @@ class PangeaClient:
         if envelope is not None and envelope.status == "Success" and 200 <= code < 300:
             return envelope
 
-        error = self._error(service, code, envelope, request_id, response)
-        if code in RETRY_HTTP or code == 429 or error.status == "TooManyRequests":
+        api_error = self._error(service, code, envelope, request_id, response)
+        if code in RETRY_HTTP or code == 429 or api_error.status == "TooManyRequests":
             if request_id:
                 failed_ids.append(request_id)
-            raise _Retryable(error, retry_after=error.retry_after)
-        raise error
+            raise _Retryable(api_error, retry_after=api_error.retry_after)
+        raise api_error
 
     @staticmethod
     def _envelope(response: httpx.Response) -> Envelope | None:
@@ -339,22 +371,33 @@ class PangeaClient:
             retry_after=_retry_after(response.headers.get("retry-after")),
         )
 
-    async def _poll(self, service: str, accepted: Envelope, token: str, progress: ProgressFn | None) -> Envelope:
+    async def _poll(
+        self, service: str, accepted: Envelope, token: str, progress: ProgressFn | None
+    ) -> Envelope:
         """Poll GET /request/<id> on the same host (never the `location` URL: the token stays with Pangea)."""
         request_id = accepted.request_id
         if not request_id:
             raise PangeaAPIError(
-                service=service, status="Accepted", http_status=202,
-                summary="Pangea accepted the request but sent no request_id to poll", request_id=None,
+                service=service,
+                status="Accepted",
+                http_status=202,
+                summary="Pangea accepted the request but sent no request_id to poll",
+                request_id=None,
             )
-        ttl = AcceptedResult.model_validate(accepted.result or {}) if isinstance(accepted.result, dict) else None
+        ttl = (
+            AcceptedResult.model_validate(accepted.result or {})
+            if isinstance(accepted.result, dict)
+            else None
+        )
         log.debug("%s: polling %s (ttl %s min)", service, request_id, ttl.ttl_mins if ttl else "?")
         budget = self.settings.poll_timeout
         started = anyio.current_time()
         n = 0
         not_found = 0
+        slept = 0.0
         while True:
-            waited = anyio.current_time() - started
+            # Count what was slept too, so an injected (test) sleep still exhausts the budget.
+            waited = max(anyio.current_time() - started, slept)
             if waited >= budget:
                 raise PangeaPending(service, request_id, waited)
             n += 1
@@ -362,8 +405,11 @@ class PangeaClient:
             if progress is not None:
                 await progress(waited, budget, f"Pangea is processing request {request_id} (poll {n})")
             await self._sleep(delay)
+            slept += delay
             try:
-                envelope = await self._with_retries("GET", service, f"request/{request_id}", None, token, True)
+                envelope = await self._with_retries(
+                    "GET", service, f"request/{request_id}", None, token, True
+                )
             except NotFound:
                 # The result can be briefly unknown right after the 202 (the Node SDK retries this too).
                 not_found += 1

@@ -55,13 +55,19 @@ class Settings(BaseSettings):
         default=3, ge=0, le=10, description="Retries after a 5xx, 429 or connection failure."
     )
     retry_backoff: float = Field(
-        default=0.5, ge=0, le=10, description="First retry delay in seconds (doubles, capped at 8 s, jittered)."
+        default=0.5,
+        ge=0,
+        le=10,
+        description="First retry delay in seconds (doubles, capped at 8 s, jittered).",
     )
     max_retry_after: float = Field(
         default=30.0, ge=0, le=600, description="Longest Retry-After (seconds) honoured before giving up."
     )
     poll_timeout: float = Field(
-        default=30.0, ge=0, le=600, description="Seconds to poll an asynchronous (202) result before giving up."
+        default=30.0,
+        ge=0,
+        le=600,
+        description="Seconds to poll an asynchronous (202) result before giving up.",
     )
     poll_interval: float = Field(
         default=1.0, ge=0, le=60, description="Base polling delay; poll n waits n squared times this."
@@ -93,9 +99,8 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple | set | frozenset):
             unknown = sorted(str(v) for v in value if v not in SERVICE_MODULES)
             if unknown:
-                raise ValueError(
-                    f"unknown service module(s) {', '.join(unknown)}; choose from {', '.join(SERVICE_MODULES)}"
-                )
+                choices = ", ".join(SERVICE_MODULES)
+                raise ValueError(f"unknown service module(s) {', '.join(unknown)}; choose from {choices}")
             return tuple(name for name in SERVICE_MODULES if name in value)
         return value
 

@@ -80,7 +80,9 @@ class Forbidden(PangeaAPIError):
 
 
 class ServiceNotEnabled(PangeaAPIError):
-    hint = "This Pangea service is not enabled for the token's project; the user must enable it in the console."
+    hint = (
+        "This Pangea service is not enabled for the token's project; the user must enable it in the console."
+    )
 
 
 class NoCredit(PangeaAPIError):

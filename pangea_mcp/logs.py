@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 
-#: Pangea token shapes (service and user tokens: pts_, ptu_, ...). Item and config ids (pvi_, pci_) are not secret.
+#: Pangea token shapes (pts_, ptu_, ...). Item and config ids (pvi_, pci_) are not secret.
 _TOKEN_SHAPE = re.compile(r"\bpt[a-z]_[a-z0-9]{32}\b")
 _MASK = "[REDACTED]"
 

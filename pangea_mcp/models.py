@@ -139,9 +139,7 @@ def normalise_domain(value: str) -> str:
     if not text:
         raise ValueError("domain name is empty")
     if "://" in text or "/" in text or "@" in text or ":" in text:
-        raise ValueError(
-            f"{value!r} is not a bare domain name; pass only the host part, e.g. example.com"
-        )
+        raise ValueError(f"{value!r} is not a bare domain name; pass only the host part, e.g. example.com")
     try:
         ipaddress.ip_address(text)
     except ValueError:

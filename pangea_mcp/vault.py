@@ -83,7 +83,8 @@ class ServiceToken:
             await self.start()
         elif self._next_rotation is not None and datetime.now(UTC) > self._next_rotation + _ROTATION_SLACK:
             await self.refresh(self._token)
-        assert self._token is not None
+        if self._token is None:
+            raise StartupError("the service token is not loaded")
         return self._token
 
     async def refresh(self, rejected: str) -> bool:
@@ -104,11 +105,11 @@ class ServiceToken:
         return changed
 
     async def _fetch(self) -> None:
-        item_id = self._settings.vault_item_id
-        assert item_id is not None and self._settings.vault_token is not None
-        response = await self._client.call(
-            SERVICE, "v2/get", _VaultGet(id=item_id), _VaultItem, token=self._settings.vault_token
-        )
+        item_id, vault_token = self._settings.vault_item_id, self._settings.vault_token
+        if item_id is None or vault_token is None:
+            raise StartupError("PANGEA_VAULT_TOKEN and PANGEA_VAULT_ITEM_ID are both required")
+        request = _VaultGet(id=item_id)
+        response = await self._client.call(SERVICE, "v2/get", request, _VaultItem, token=vault_token)
         item = response.result
         if item.type != "pangea_token":
             raise StartupError(

@@ -144,9 +144,7 @@ class FakePangea:
             "created_at": now,
             "rotation_state": "destroyed",
             "rotation_grace_period": "1d",
-            "item_versions": [
-                {"version": version, "state": "active", "created_at": now, "token": token, "destroyed_at": None}
-            ],
+            "item_versions": [{"version": version, "state": "active", "created_at": now, "token": token}],
             **extra,
         }
 
@@ -224,10 +222,16 @@ class FakePangea:
 
         errors = spec.request_errors(service, "post", "/" + path, body)
         if errors:
-            self.violations.append(f"{service}/{path}: " + "; ".join(f"{e['source']} {e['detail']}" for e in errors))
+            self.violations.append(
+                f"{service}/{path}: " + "; ".join(f"{e['source']} {e['detail']}" for e in errors)
+            )
             return self._envelope(
-                service, method, path,
-                Reply(400, "ValidationError", "There was an error validating the request", {"errors": errors}),
+                service,
+                method,
+                path,
+                Reply(
+                    400, "ValidationError", "There was an error validating the request", {"errors": errors}
+                ),
             )
         script = self._scripts.get((service, path))
         reply = script.popleft() if script else self._default(service, path, body)
@@ -255,9 +259,13 @@ class FakePangea:
 
     def _accepted(self, service: str, path: str, rid: str) -> Response:
         result = {"ttl_mins": 5760, "retry_counter": 0, "location": f"/{service}/request/{rid}"}
-        return self._envelope(service, "GET", f"request/{rid}", Reply(202, "Accepted", "Accepted", result), rid=rid)
+        return self._envelope(
+            service, "GET", f"request/{rid}", Reply(202, "Accepted", "Accepted", result), rid=rid
+        )
 
-    def _envelope(self, service: str, method: str, path: str, reply: Reply, rid: str | None = None) -> Response:
+    def _envelope(
+        self, service: str, method: str, path: str, reply: Reply, rid: str | None = None
+    ) -> Response:
         rid = rid or request_id()
         headers = {"x-request-id": rid, **reply.headers}
         if reply.raw is not None:
@@ -298,7 +306,9 @@ class FakePangea:
 def _is_bulk(body: Any) -> bool:
     if not isinstance(body, dict):
         return False
-    return any(isinstance(body.get(k), list) and len(body[k]) > 1 for k in ("ips", "domains", "urls", "hashes"))
+    return any(
+        isinstance(body.get(k), list) and len(body[k]) > 1 for k in ("ips", "domains", "urls", "hashes")
+    )
 
 
 def _summary(status: str) -> str:
@@ -311,7 +321,9 @@ def _digest(text: str) -> int:
 
 def _reputation(indicator: str) -> dict[str, Any]:
     score = _digest(indicator) % 101
-    verdict = "malicious" if score >= 80 else "suspicious" if score >= 50 else "benign" if score < 20 else "unknown"
+    verdict = (
+        "malicious" if score >= 80 else "suspicious" if score >= 50 else "benign" if score < 20 else "unknown"
+    )
     category = ["Malware", "Phishing"] if verdict == "malicious" else []
     return {"category": category, "score": score, "verdict": verdict}
 
@@ -321,11 +333,20 @@ def _ip_data(kind: str, ip: str) -> dict[str, Any]:
     if kind == "reputation":
         return _reputation(ip)
     if kind == "geolocate":
-        return {"country": "Colombia", "city": "Bogota", "latitude": 4.6, "longitude": -74.08,
-                "postal_code": "110111", "country_code": "CO"}
+        return {
+            "country": "Colombia",
+            "city": "Bogota",
+            "latitude": 4.6,
+            "longitude": -74.08,
+            "postal_code": "110111",
+            "country_code": "CO",
+        }
     if kind == "domain":
-        return {"domain_found": n % 2 == 0, "domain": f"host{n % 97}.example.net"} if n % 2 == 0 \
+        return (
+            {"domain_found": n % 2 == 0, "domain": f"host{n % 97}.example.net"}
+            if n % 2 == 0
             else {"domain_found": False}
+        )
     if kind == "vpn":
         return {"is_vpn": n % 3 == 0}
     if kind == "proxy":

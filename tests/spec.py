@@ -18,7 +18,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SHARED_DIR = Path(os.environ.get("PANGEA_MCP_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared"))
+SHARED_DIR = Path(
+    os.environ.get("PANGEA_MCP_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")
+)
 SPEC_DIR = SHARED_DIR / "pangea-openapi"
 
 SPEC_FILES = {
@@ -78,21 +80,44 @@ def _envelope(result: dict[str, Any]) -> dict[str, Any]:
 HAND_WRITTEN: dict[str, dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]] = {
     "domain-intel": {
         ("post", "/v1/reputation"): (
-            {"type": "object", "required": ["domain"], "additionalProperties": False,
-             "properties": {"domain": {"type": "string", "minLength": 1}, **_INTEL_OPTIONS}},
-            _envelope({"type": "object", "required": ["data"],
-                       "properties": {"data": _RESULT_MAP["additionalProperties"]}}),
+            {
+                "type": "object",
+                "required": ["domain"],
+                "additionalProperties": False,
+                "properties": {"domain": {"type": "string", "minLength": 1}, **_INTEL_OPTIONS},
+            },
+            _envelope(
+                {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {"data": _RESULT_MAP["additionalProperties"]},
+                }
+            ),
         ),
         ("post", "/v2/reputation"): (
-            {"type": "object", "required": ["domains"], "additionalProperties": False,
-             "properties": {"domains": {"type": "array", "minItems": 1, "maxItems": 100,
-                                        "items": {"type": "string", "minLength": 1}},
-                            **_INTEL_OPTIONS}},
+            {
+                "type": "object",
+                "required": ["domains"],
+                "additionalProperties": False,
+                "properties": {
+                    "domains": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 100,
+                        "items": {"type": "string", "minLength": 1},
+                    },
+                    **_INTEL_OPTIONS,
+                },
+            },
             _envelope({"type": "object", "required": ["data"], "properties": {"data": _RESULT_MAP}}),
         ),
         ("post", "/v1/whois"): (
-            {"type": "object", "required": ["domain"], "additionalProperties": False,
-             "properties": {"domain": {"type": "string", "minLength": 1}, **_INTEL_OPTIONS}},
+            {
+                "type": "object",
+                "required": ["domain"],
+                "additionalProperties": False,
+                "properties": {"domain": {"type": "string", "minLength": 1}, **_INTEL_OPTIONS},
+            },
             _envelope({"type": "object", "required": ["data"], "properties": {"data": _WHOIS_DATA}}),
         ),
     },

@@ -58,7 +58,9 @@ class WhoisResult(PangeaResult):
     ips: list[str] = Field(default_factory=list)
     registrar_name: str | None = None
     contact_email: str | None = None
-    estimated_domain_age: int | None = Field(default=None, description="Age in days, as the provider estimates")
+    estimated_domain_age: int | None = Field(
+        default=None, description="Age in days, as the provider estimates"
+    )
     registrant_organization: str | None = None
     registrant_country: str | None = None
 
@@ -75,7 +77,7 @@ class WhoisReport(WhoisResult):
 def register(mcp: FastMCP, pangea: PangeaClient) -> None:
     @mcp.tool(name="lookup_domain_reputation", title="Domain reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_domain_reputation(domains: DomainList, ctx: Context) -> DomainReputationReport:
-        """Return a threat verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per domain.
+        """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per domain.
 
         Use it before visiting, trusting or allow-listing a domain, or to triage one seen in logs or mail.
         Pass bare domain names, not URLs. `unknown` means the provider has no opinion, not that the domain
@@ -84,7 +86,10 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
         unique = dedupe(domains)
         with tool_errors():
             response = await pangea.call(
-                SERVICE, "v2/reputation", _DomainsRequest(domains=unique), _ReputationResult,
+                SERVICE,
+                "v2/reputation",
+                _DomainsRequest(domains=unique),
+                _ReputationResult,
                 progress=ctx.report_progress,
             )
         data = {key.rstrip(".").lower(): value for key, value in response.result.data.items()}
@@ -105,6 +110,10 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
         """
         with tool_errors():
             response = await pangea.call(
-                SERVICE, "v1/whois", _WhoisRequest(domain=domain), _WhoisEnvelope, progress=ctx.report_progress
+                SERVICE,
+                "v1/whois",
+                _WhoisRequest(domain=domain),
+                _WhoisEnvelope,
+                progress=ctx.report_progress,
             )
         return WhoisReport(domain=domain, request_id=response.request_id, **response.result.data.model_dump())

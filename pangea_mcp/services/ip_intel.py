@@ -154,7 +154,10 @@ async def _lookup(
     if public:
         with tool_errors():
             response = await pangea.call(
-                SERVICE, path, _IpsRequest(ips=public), _Bulk[data_type],  # type: ignore[valid-type]
+                SERVICE,
+                path,
+                _IpsRequest(ips=public),
+                _Bulk[data_type],  # type: ignore[valid-type]
                 progress=ctx.report_progress,
             )
         request_id = response.request_id
@@ -176,7 +179,7 @@ async def _lookup(
 def register(mcp: FastMCP, pangea: PangeaClient) -> None:
     @mcp.tool(name="lookup_ip_address_reputation", title="IP reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_ip_address_reputation(ipAddresses: IpAddressList, ctx: Context) -> IpReputationReport:
-        """Return a threat verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per IP.
+        """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per IP.
 
         Use it to decide whether traffic from or to an address is dangerous. `unknown` means the provider
         has no opinion, not that the address is safe. Private and reserved addresses come back with a
@@ -224,5 +227,3 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
         """
         items, rid = await _lookup(pangea, ctx, "v2/proxy", ipAddresses, _Proxy, IpProxy)
         return IpProxyReport(results=items, request_id=rid)
-
-
