@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
 
 from pangea_mcp.logs import scrub
 
@@ -213,3 +214,26 @@ def tool_errors() -> Iterator[None]:
         yield
     except PangeaError as exc:
         raise ToolError(tool_message(exc)) from exc
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "arguments"
+
+
+def argument_message(tool: str, exc: PydanticValidationError) -> str:
+    """An isError text for bad arguments: each offending argument by name, and what is wrong with it."""
+    lines = [f"Invalid arguments for {tool}:"]
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        where = _location(tuple(err["loc"]))
+        if err["type"] == "missing":
+            problem = "required argument is missing"
+        elif err["type"] == "extra_forbidden":
+            problem = "unexpected argument; remove it"
+        else:
+            problem = err["msg"].removeprefix("Value error, ")
+        lines.append(f"- {where}: {problem}")
+    lines.append("Fix these arguments and call the tool again.")
+    return scrub("\n".join(lines))

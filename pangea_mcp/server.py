@@ -7,10 +7,17 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ValidationError as ArgumentsError
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools import ToolResult
+from mcp.types import CallToolRequestParams
+from pydantic import ValidationError as PydanticValidationError
 
 from pangea_mcp import __version__
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
+from pangea_mcp.errors import argument_message
 from pangea_mcp.services import REGISTRARS
 from pangea_mcp.vault import ServiceToken
 
@@ -22,6 +29,23 @@ Pangea security tools. Which tool answers which question:
 All IP tools take a list (ipAddresses, up to 100): batch addresses into one call. Private and reserved
 addresses are answered without a lookup. A verdict of `unknown` means no data, not safe.
 Errors say what to fix; quote the request_id when reporting a Pangea problem to the user."""
+
+
+class ArgumentErrors(Middleware):
+    """Bad arguments become one isError line per argument, without pydantic's noise (types, URLs)."""
+
+    async def on_call_tool(
+        self,
+        context: MiddlewareContext[CallToolRequestParams],
+        call_next: CallNext[CallToolRequestParams, ToolResult],
+    ) -> ToolResult:
+        try:
+            return await call_next(context)
+        except ArgumentsError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, PydanticValidationError):
+                raise ToolError(argument_message(context.message.name, cause)) from None
+            raise
 
 
 def build_server(
@@ -48,6 +72,7 @@ def build_server(
         lifespan=lifespan,
         mask_error_details=True,
         on_duplicate="error",
+        middleware=[ArgumentErrors()],
     )
     for name in settings.services:
         REGISTRARS[name](mcp, pangea)

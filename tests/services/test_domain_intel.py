@@ -74,7 +74,7 @@ async def test_whois(settings: Settings, fake: FakePangea) -> None:
         ("whois", {"domain": "-bad-.com"}, "not a valid domain"),
         ("whois", {"domain": "a" * 64 + ".com"}, "not a valid domain"),
         ("lookup_domain_reputation", {"domains": []}, "domains"),
-        ("lookup_domain_reputation", {"domains": ["ok.com", "bad_domain!.com"]}, "domains.1"),
+        ("lookup_domain_reputation", {"domains": ["ok.com", "bad_domain!.com"]}, "domains[1]"),
         ("lookup_domain_reputation", {"domains": [f"d{i}.com" for i in range(101)]}, "domains"),
     ],
 )
