@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
@@ -213,7 +214,8 @@ def tool_errors() -> Iterator[None]:
     try:
         yield
     except PangeaError as exc:
-        raise ToolError(tool_message(exc)) from exc
+        # An expected outcome the model handles: a warning in the server log, not an error.
+        raise ToolError(tool_message(exc), log_level=logging.WARNING) from exc
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

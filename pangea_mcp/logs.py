@@ -55,12 +55,18 @@ def setup_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # FastMCP installs its own (rich) handler at import time; route it through ours instead.
-    for name in ("fastmcp", "mcp", "httpx", "httpcore"):
+    numeric: int = logging.getLevelNamesMapping()[level]
+    # Library debug logs echo request parameters (FastMCP logs every tool call's arguments at DEBUG),
+    # which may be text the user wants kept private: libraries never log below INFO, httpx below WARNING.
+    floors = {
+        "fastmcp": logging.INFO,
+        "mcp": logging.INFO,
+        "httpx": logging.WARNING,
+        "httpcore": logging.WARNING,
+    }
+    for name, floor in floors.items():
         logger = logging.getLogger(name)
         for old in logger.handlers[:]:
             logger.removeHandler(old)
         logger.propagate = True
-        logger.setLevel(logging.NOTSET)
-    # httpx logs every request URL at INFO; keep it for DEBUG only.
-    logging.getLogger("httpx").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+        logger.setLevel(max(numeric, floor))

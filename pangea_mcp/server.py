@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,7 +45,9 @@ class ArgumentErrors(Middleware):
         except ArgumentsError as exc:
             cause = exc.__cause__
             if isinstance(cause, PydanticValidationError):
-                raise ToolError(argument_message(context.message.name, cause)) from None
+                raise ToolError(
+                    argument_message(context.message.name, cause), log_level=logging.WARNING
+                ) from None
             raise
 
 

@@ -181,11 +181,17 @@ class FakePangea:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="warning", lifespan="off", interface="asgi3")
+        )
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
-        while not server.started and thread.is_alive():
+        for _ in range(1000):
+            if server.started or not thread.is_alive():
+                break
             threading.Event().wait(0.01)
+        if not server.started:
+            raise RuntimeError("the fake Pangea did not start")
         try:
             yield f"http://127.0.0.1:{port}/{{SERVICE_NAME}}"
         finally:
