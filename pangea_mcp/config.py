@@ -11,7 +11,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_BASE_URL_TEMPLATE = "https://{SERVICE_NAME}.aws.us.pangea.cloud"
 
 #: Service modules that can be switched on and off with PANGEA_SERVICES, in tool-list order.
-SERVICE_MODULES: tuple[str, ...] = ("ip_intel", "domain_intel")
+SERVICE_MODULES: tuple[str, ...] = (
+    "ai_guard",
+    "redact",
+    "ip_intel",
+    "domain_intel",
+    "url_intel",
+    "file_intel",
+    "embargo",
+    "user_intel",
+)
 
 _VAULT_ID = r"^pvi_[a-z2-7]{32}$"
 _CONFIG_ID = r"^pci_[a-z2-7]{32}$"
@@ -77,6 +86,9 @@ class Settings(BaseSettings):
     )
     redact_config_id: str | None = Field(
         default=None, pattern=_CONFIG_ID, description="Redact configuration id (pci_...)."
+    )
+    allow_unredact: bool = Field(
+        default=True, description="Register the unredact tool, which reveals FPE-redacted data; false hides it."
     )
     services: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SERVICE_MODULES,

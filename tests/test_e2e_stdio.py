@@ -69,7 +69,13 @@ def canaries(n: int) -> list[str]:
 
 
 def child_env(template: str | None = None, **settings: str) -> dict[str, str]:
-    env = {"PANGEA_POLL_INTERVAL": "0.01", "PANGEA_RETRY_BACKOFF": "0", "PANGEA_REQUEST_TIMEOUT": "10"}
+    env = {
+        "PANGEA_POLL_INTERVAL": "0.01",
+        "PANGEA_RETRY_BACKOFF": "0",
+        "PANGEA_REQUEST_TIMEOUT": "10",
+        # This file covers the core issue's seven intel tools.
+        "PANGEA_SERVICES": "ip_intel,domain_intel",
+    }
     if template is not None:
         env["PANGEA_BASE_URL_TEMPLATE"] = template
     env.update({f"PANGEA_{name.upper()}": value for name, value in settings.items()})

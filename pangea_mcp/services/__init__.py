@@ -5,12 +5,27 @@ from collections.abc import Callable
 from fastmcp import FastMCP
 
 from pangea_mcp.client import PangeaClient
-from pangea_mcp.services import domain_intel, ip_intel
+from pangea_mcp.services import (
+    ai_guard,
+    domain_intel,
+    embargo,
+    file_intel,
+    ip_intel,
+    redact,
+    url_intel,
+    user_intel,
+)
 
 Registrar = Callable[[FastMCP, PangeaClient], None]
 
-#: Keyed by the names PANGEA_SERVICES accepts (see config.SERVICE_MODULES).
+#: Keyed by the names PANGEA_SERVICES accepts (config.SERVICE_MODULES), in tool-list order.
 REGISTRARS: dict[str, Registrar] = {
+    "ai_guard": ai_guard.register,
+    "redact": redact.register,
     "ip_intel": ip_intel.register,
     "domain_intel": domain_intel.register,
+    "url_intel": url_intel.register,
+    "file_intel": file_intel.register,
+    "embargo": embargo.register,
+    "user_intel": user_intel.register,
 }
