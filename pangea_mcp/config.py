@@ -20,6 +20,7 @@ SERVICE_MODULES: tuple[str, ...] = (
     "file_intel",
     "embargo",
     "user_intel",
+    "vault",
 )
 
 _VAULT_ID = r"^pvi_[a-z2-7]{32}$"
@@ -88,7 +89,14 @@ class Settings(BaseSettings):
         default=None, pattern=_CONFIG_ID, description="Redact configuration id (pci_...)."
     )
     allow_unredact: bool = Field(
-        default=True, description="Register the unredact tool, which reveals FPE-redacted data; false hides it."
+        default=True, description="Offer the unredact tool, which reveals FPE-redacted data; false hides it."
+    )
+    vault_reveal_values: bool = Field(
+        default=False,
+        description="Let get_vault_item return secret and token values (never this server's own token).",
+    )
+    vault_writes: bool = Field(
+        default=False, description="Offer generate_key and delete_vault_item (delete still asks the user)."
     )
     services: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SERVICE_MODULES,

@@ -6,7 +6,7 @@
   with a Pangea ValidationError *and* recorded in `fake.violations`, which the test fixtures assert empty.
 - Every response the fake sends is checked against the spec's response schema, so scripted answers
   cannot drift from what Pangea sends.
-- Bearer tokens are checked like Pangea does: the Vault token only for Vault, service tokens elsewhere.
+- Bearer tokens are checked like Pangea does: the Vault token only for Vault, service tokens everywhere.
 - Multi-item intel calls answer 202 and are completed by polling GET /<service>/request/<id>, as the API does.
 """
 
@@ -220,7 +220,8 @@ class FakePangea:
         if not spec.known(service) or not spec.has_operation(service, method.lower(), "/" + path):
             return self._envelope(service, method, path, Reply(404, "NotFound", f"no such endpoint /{path}"))
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        allowed = {self.vault_token} if service == "vault" else self.service_tokens
+        # The Vault-scoped token works for Vault only; service tokens stand for all-service tokens.
+        allowed = self.service_tokens | {self.vault_token} if service == "vault" else self.service_tokens
         if token not in allowed:
             return self._envelope(service, method, path, Reply(401, "Unauthorized", "Not authorized"))
         if method == "GET":

@@ -26,16 +26,18 @@ async def test_tool_list(settings: Settings, fake: FakePangea) -> None:
             "is_proxy",
             "lookup_domain_reputation",
             "whois",
+            "get_vault_item",
+            "list_vault_items",
         ]
     )
     for tool in tools:
         assert tool.description and len(tool.description) > 80, tool.name
         assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
-        assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is True
-        assert tool.annotations.destructive_hint is False
-        assert tool.annotations.idempotent_hint is True
-        assert tool.annotations.open_world_hint is True
+        # Every hint is stated explicitly, so clients never fall back to the spec's pessimistic defaults.
+        hints = tool.annotations
+        assert hints is not None
+        assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint)
+        assert tool.title
         assert tool.input_schema["additionalProperties"] is False
     assert {t.name: t.input_schema for t in tools}["is_vpn"] == snapshot(
         {

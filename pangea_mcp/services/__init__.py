@@ -14,6 +14,7 @@ from pangea_mcp.services import (
     redact,
     url_intel,
     user_intel,
+    vault,
 )
 
 Registrar = Callable[[FastMCP, PangeaClient], None]
@@ -28,4 +29,5 @@ REGISTRARS: dict[str, Registrar] = {
     "file_intel": file_intel.register,
     "embargo": embargo.register,
     "user_intel": user_intel.register,
+    "vault": vault.register,
 }
