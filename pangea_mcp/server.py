@@ -22,14 +22,32 @@ from pangea_mcp.errors import argument_message
 from pangea_mcp.services import REGISTRARS
 from pangea_mcp.vault import ServiceToken
 
-INSTRUCTIONS = """\
-Pangea security tools. Which tool answers which question:
-- Is this IP address dangerous? lookup_ip_address_reputation. Where is it? geolocate.
-  Who runs it? lookup_domain_from_ip_address. Does it hide a user? is_vpn, is_proxy.
-- Is this domain dangerous? lookup_domain_reputation. Who registered it, and when? whois.
-All IP tools take a list (ipAddresses, up to 100): batch addresses into one call. Private and reserved
-addresses are answered without a lookup. A verdict of `unknown` means no data, not safe.
-Errors say what to fix; quote the request_id when reporting a Pangea problem to the user."""
+
+def instructions(settings: Settings) -> str:
+    """The server's MCP instructions: which tool answers which question, for the enabled modules only."""
+    unredact = "; reverse format-preserving redaction with unredact" if settings.allow_unredact else ""
+    writes = "; generate_key and delete_vault_item (asks the user first)" if settings.vault_writes else ""
+    guide = {
+        "ai_guard": "- Is a prompt, model answer or document safe (injection, PII, secrets)? prompt_guard.",
+        "redact": f"- Remove personal data or secrets from text or JSON? redact, redact_structured{unredact}.",
+        "ip_intel": "- Is an IP address dangerous? lookup_ip_address_reputation. Where is it? geolocate. "
+        "Who runs it? lookup_domain_from_ip_address. Does it hide a user? is_vpn, is_proxy.",
+        "domain_intel": "- Is a domain dangerous? lookup_domain_reputation. Who registered it, when? whois.",
+        "url_intel": "- Is a URL dangerous? lookup_url_reputation.",
+        "file_intel": "- Is a file (by its hash) known to be malicious? lookup_file_reputation.",
+        "embargo": "- Is an IP or a country under trade embargo? check_ip_embargo, check_iso_code_embargo.",
+        "user_intel": "- Was an email, username, phone, IP or domain in a breach? check_breached. "
+        "Is a password known to be breached? check_password_breached (the password never leaves the server).",
+        "vault": f"- What is in Pangea Vault? get_vault_item, list_vault_items (metadata){writes}.",
+    }
+    lines = ["Pangea security tools. Which tool answers which question:"]
+    lines += [guide[name] for name in settings.services if name in guide]
+    lines += [
+        "Lookup tools take lists (up to 100 items): batch items into one call. Private and reserved IP "
+        "addresses are answered without a lookup. A verdict of `unknown` means no data, not safe.",
+        "Errors say what to fix; quote the request_id when reporting a Pangea problem to the user.",
+    ]
+    return "\n".join(lines)
 
 
 class ArgumentErrors(Middleware):
@@ -70,7 +88,7 @@ def build_server(
 
     mcp = FastMCP(
         "pangea-mcp",
-        instructions=INSTRUCTIONS,
+        instructions=instructions(settings),
         version=__version__,
         lifespan=lifespan,
         mask_error_details=True,

@@ -36,7 +36,12 @@ async def test_tool_list(settings: Settings, fake: FakePangea) -> None:
         # Every hint is stated explicitly, so clients never fall back to the spec's pessimistic defaults.
         hints = tool.annotations
         assert hints is not None
-        assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint)
+        assert None not in (
+            hints.read_only_hint,
+            hints.destructive_hint,
+            hints.idempotent_hint,
+            hints.open_world_hint,
+        )
         assert tool.title
         assert tool.input_schema["additionalProperties"] is False
     assert {t.name: t.input_schema for t in tools}["is_vpn"] == snapshot(
@@ -69,6 +74,16 @@ async def test_tool_list(settings: Settings, fake: FakePangea) -> None:
         }
     )
     assert instructions is not None
+    for tool in tools:
+        assert tool.name in instructions
+
+
+async def test_instructions_name_every_tool_of_every_setting(fake: FakePangea) -> None:
+    settings = make_settings(vault_writes=True)
+    async with Client(build_server(settings, transport=fake.transport)) as client:
+        tools = await client.list_tools()
+        instructions = client.instructions or ""
+    assert {"generate_key", "delete_vault_item"} <= {t.name for t in tools}
     for tool in tools:
         assert tool.name in instructions
 
