@@ -29,7 +29,7 @@ def instructions(settings: Settings) -> str:
     writes = "; generate_key and delete_vault_item (asks the user first)" if settings.vault_writes else ""
     guide = {
         "ai_guard": "- Is a prompt, model answer or document safe (injection, PII, secrets)? prompt_guard.",
-        "redact": f"- Remove personal data or secrets from text or JSON? redact, redact_structured{unredact}.",
+        "redact": f"- Strip personal data or secrets from text or data? redact, redact_structured{unredact}.",
         "ip_intel": "- Is an IP address dangerous? lookup_ip_address_reputation. Where is it? geolocate. "
         "Who runs it? lookup_domain_from_ip_address. Does it hide a user? is_vpn, is_proxy.",
         "domain_intel": "- Is a domain dangerous? lookup_domain_reputation. Who registered it, when? whois.",
