@@ -14,6 +14,7 @@ DEFAULT_BASE_URL_TEMPLATE = "https://{SERVICE_NAME}.aws.us.pangea.cloud"
 SERVICE_MODULES: tuple[str, ...] = (
     "ai_guard",
     "redact",
+    "audit",
     "ip_intel",
     "domain_intel",
     "url_intel",

@@ -30,6 +30,8 @@ def instructions(settings: Settings) -> str:
     guide = {
         "ai_guard": "- Is a prompt, model answer or document safe (injection, PII, secrets)? prompt_guard.",
         "redact": f"- Strip personal data or secrets from text or data? redact, redact_structured{unredact}.",
+        "audit": "- Record an event in the tamper-proof audit log? log_entry. Find and verify events? "
+        "search_log (each event says whether its proofs verified); get_audit_root.",
         "ip_intel": "- Is an IP address dangerous? lookup_ip_address_reputation. Where is it? geolocate. "
         "Who runs it? lookup_domain_from_ip_address. Does it hide a user? is_vpn, is_proxy.",
         "domain_intel": "- Is a domain dangerous? lookup_domain_reputation. Who registered it, when? whois.",

@@ -7,6 +7,7 @@ from fastmcp import FastMCP
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.services import (
     ai_guard,
+    audit,
     domain_intel,
     embargo,
     file_intel,
@@ -23,6 +24,7 @@ Registrar = Callable[[FastMCP, PangeaClient], None]
 REGISTRARS: dict[str, Registrar] = {
     "ai_guard": ai_guard.register,
     "redact": redact.register,
+    "audit": audit.register,
     "ip_intel": ip_intel.register,
     "domain_intel": domain_intel.register,
     "url_intel": url_intel.register,
