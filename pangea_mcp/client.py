@@ -135,29 +135,30 @@ class PangeaClient:
         token: SecretStr | None = None,
         idempotent: bool = True,
         progress: ProgressFn | None = None,
+        poll: bool = True,
     ) -> PangeaResponse[T]:
         """POST `body` to `service`/`path` and return the typed result.
 
         `token` overrides the service token (used for Vault); otherwise the token source is used, and a
-        401 makes it re-read the token once (rotation) before the call is retried.
+        401 makes it re-read the token once (rotation) before the call is retried. With `poll=False` a
+        202 is not polled: its AcceptedResult is parsed into `result_type` (fire-and-forget endpoints).
         """
         payload = body.model_dump(mode="json", exclude_none=True)
         if token is not None:
-            envelope = await self._call_with(
-                service, path, payload, token.get_secret_value(), idempotent, progress
-            )
+            secret = token.get_secret_value()
+            envelope = await self._call_with(service, path, payload, secret, idempotent, progress, poll)
         else:
             if self.tokens is None:
                 raise PangeaUnavailable(service, "no Pangea service token is configured")
             current = await self.tokens.current()
             try:
-                envelope = await self._call_with(service, path, payload, current, idempotent, progress)
+                envelope = await self._call_with(service, path, payload, current, idempotent, progress, poll)
             except Unauthorized:
                 if not await self.tokens.refresh(current):
                     raise
                 log.info("retrying %s %s with the rotated service token", service, path)
                 current = await self.tokens.current()
-                envelope = await self._call_with(service, path, payload, current, idempotent, progress)
+                envelope = await self._call_with(service, path, payload, current, idempotent, progress, poll)
         try:
             result = result_type.model_validate(envelope.result if envelope.result is not None else {})
         except PydanticValidationError as exc:
@@ -187,9 +188,10 @@ class PangeaClient:
         token: str,
         idempotent: bool,
         progress: ProgressFn | None,
+        poll: bool,
     ) -> Envelope:
         envelope = await self._with_retries("POST", service, path, payload, token, idempotent)
-        if envelope.status == "Accepted":
+        if envelope.status == "Accepted" and poll:
             envelope = await self._poll(service, envelope, token, progress)
         return envelope
 

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pangea_mcp.audit_verify import SigningKey
+
 DEFAULT_BASE_URL_TEMPLATE = "https://{SERVICE_NAME}.aws.us.pangea.cloud"
 
 #: Service modules that can be switched on and off with PANGEA_SERVICES, in tool-list order.
@@ -98,6 +100,22 @@ class Settings(BaseSettings):
     )
     vault_writes: bool = Field(
         default=False, description="Offer generate_key and delete_vault_item (delete still asks the user)."
+    )
+    audit_signing_key: SigningKey | None = Field(
+        default=None,
+        description="Ed25519 private key (PKCS#8 PEM) that signs log_entry and audit-trail events.",
+    )
+    audit_trail: bool = Field(
+        default=False, description="Record every tool call in the Secure Audit Log (batched, in background)."
+    )
+    audit_trail_arguments: bool = Field(
+        default=False, description="Include tool arguments in audit-trail events (secrets masked)."
+    )
+    audit_trail_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="Most audit-trail events sent in one /v2/log_async call."
+    )
+    audit_trail_interval: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds audit-trail events may wait to fill a batch."
     )
     services: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SERVICE_MODULES,

@@ -225,17 +225,31 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text or "arguments"
 
 
+def _arguments_text(tool: str, problems: list[tuple[str, str]]) -> str:
+    lines = [f"Invalid arguments for {tool}:"]
+    lines += [f"- {where}: {problem}" for where, problem in problems]
+    lines.append("Fix these arguments and call the tool again.")
+    return scrub("\n".join(lines))
+
+
 def argument_message(tool: str, exc: PydanticValidationError) -> str:
     """An isError text for bad arguments: each offending argument by name, and what is wrong with it."""
-    lines = [f"Invalid arguments for {tool}:"]
+    problems = []
     for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        where = _location(tuple(err["loc"]))
-        if err["type"] == "missing":
+        if err["type"] in ("missing", "missing_argument"):
             problem = "required argument is missing"
-        elif err["type"] == "extra_forbidden":
+        elif err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             problem = "unexpected argument; remove it"
         else:
             problem = err["msg"].removeprefix("Value error, ")
-        lines.append(f"- {where}: {problem}")
-    lines.append("Fix these arguments and call the tool again.")
-    return scrub("\n".join(lines))
+        problems.append((_location(tuple(err["loc"])), problem))
+    return _arguments_text(tool, problems)
+
+
+def invalid_arguments(tool: str, problems: dict[tuple[str | int, ...], str]) -> ToolError:
+    """The same isError as a schema violation, for checks that span several arguments or items.
+
+    Keys are argument locations, e.g. ("hashes", 1); an empty tuple means the arguments as a whole.
+    """
+    text = _arguments_text(tool, [(_location(loc), problem) for loc, problem in problems.items()])
+    return ToolError(text, log_level=logging.WARNING)

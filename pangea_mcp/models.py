@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -182,3 +183,175 @@ Verdict = Literal["malicious", "suspicious", "unknown", "benign"]
 def dedupe(items: list[str]) -> list[str]:
     """Order-preserving de-duplication."""
     return list(dict.fromkeys(items))
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """repr() of user input for an error message, shortened so a huge argument is not echoed whole."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+# Like _LABEL, plus "_": real (and malicious) host names use it, and Pangea should still see them.
+_URL_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _url_host(host: str, value: str) -> str:
+    """Lower-case ASCII host of a URL (IDNA/punycode for international names, IPv6 bracketed)."""
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise ValueError(f"{_shown(value)} has an invalid IPv6 host") from None
+    host = host.rstrip(".")
+    labels = host.split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"{_shown(value)} has an invalid IPv4 host {host!r}") from None
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as exc:
+            raise ValueError(f"{_shown(value)} has an invalid host name ({exc})") from None
+        labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(_URL_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{_shown(value)} has no valid public host name: it needs at least two dot-separated labels "
+            "of letters, digits and hyphens (e.g. https://example.com/path)"
+        )
+    return host
+
+
+def normalise_url(value: str) -> str:
+    """Canonical form of an http(s) URL: scheme and host lower-cased, IDNA host in punycode,
+    default port and fragment dropped. Path and query are kept byte for byte."""
+    text = value.strip()
+    if not text:
+        raise ValueError("URL is empty")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise ValueError(f"{_shown(value)} contains spaces or control characters; percent-encode them")
+    if "://" not in text:
+        raise ValueError(f"{_shown(value)} has no http:// or https:// scheme; write the URL in full")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{_shown(value)} is not a valid URL ({exc})") from None
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError(
+            f"{_shown(value)} uses the {parts.scheme or 'empty'} scheme; only http and https URLs "
+            "can be looked up"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{_shown(value)} has no host; write it like https://example.com/path")
+    host = _url_host(parts.hostname, value)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = userinfo + at + host
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+Url = Annotated[
+    str,
+    AfterValidator(normalise_url),
+    Field(description="An http or https URL, e.g. https://example.com/login"),
+]
+
+UrlList = Annotated[
+    list[Url],
+    Field(
+        min_length=1,
+        max_length=100,
+        description="1 to 100 http(s) URLs, each with its scheme (https://...). "
+        "Duplicates are looked up once.",
+    ),
+]
+
+# --- File hashes --------------------------------------------------------------------------------
+
+HashType = Literal["sha256", "sha", "md5"]
+
+#: Hex length -> Pangea's hash_type name ("sha" is SHA-1).
+HASH_TYPE_BY_LENGTH: dict[int, HashType] = {32: "md5", 40: "sha", 64: "sha256"}
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def normalise_hash(value: str) -> str:
+    """Lower-case hex digest; MD5, SHA-1 or SHA-256 by length."""
+    text = value.strip().lower()
+    if not _HEX.match(text):
+        raise ValueError(f"{_shown(value)} is not a hexadecimal hash digest")
+    if len(text) not in HASH_TYPE_BY_LENGTH:
+        raise ValueError(
+            f"{_shown(value)} has {len(text)} hex digits; expected 32 (MD5), 40 (SHA-1) or 64 (SHA-256)"
+        )
+    return text
+
+
+FileHash = Annotated[
+    str,
+    AfterValidator(normalise_hash),
+    Field(description="A file's MD5, SHA-1 or SHA-256 digest in hex, e.g. 142b638c...cf6e (64 digits)"),
+]
+
+FileHashList = Annotated[
+    list[FileHash],
+    Field(
+        min_length=1,
+        max_length=100,
+        description="1 to 100 hex file digests, all of one type (MD5, SHA-1 or SHA-256). "
+        "Duplicates are looked up once.",
+    ),
+]
+
+# --- Email addresses and phone numbers ----------------------------------------------------------
+
+_EMAIL_LOCAL = re.compile(r'^[^\s@"(),:;<>\[\]\\]{1,64}$')
+
+
+def normalise_email(value: str) -> str:
+    """name@domain with the domain in lower-case ASCII (IDNA); the local part is kept as given."""
+    text = value.strip()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{_shown(value)} is not an email address; use the form name@example.com")
+    if not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise ValueError(f"{_shown(value)} is not a valid email address: bad part before the @")
+    try:
+        ascii_domain = normalise_domain(domain)
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not a valid email address: bad domain after the @") from None
+    return f"{local}@{ascii_domain}"
+
+
+Email = Annotated[
+    str,
+    AfterValidator(normalise_email),
+    Field(description="An email address, e.g. jane@example.com"),
+]
+
+_PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
+
+
+def normalise_phone(value: str) -> str:
+    """Digits only: separators (spaces, - . ( ) /) and a leading + removed; 7 to 15 digits."""
+    digits = _PHONE_SEPARATORS.sub("", value.strip()).removeprefix("+")
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(
+            f"{_shown(value)} is not a phone number: use digits with optional spaces, dashes, dots, "
+            "brackets and a leading +"
+        )
+    if not 7 <= len(digits) <= 15:
+        raise ValueError(f"{_shown(value)} has {len(digits)} digits; a phone number has 7 to 15")
+    return digits
+
+
+PhoneNumber = Annotated[
+    str,
+    AfterValidator(normalise_phone),
+    Field(description="A phone number with country code, e.g. +1 800 555 0123 (7 to 15 digits)"),
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastmcp import FastMCP
@@ -16,6 +16,7 @@ from mcp.types import CallToolRequestParams
 from pydantic import ValidationError as PydanticValidationError
 
 from pangea_mcp import __version__
+from pangea_mcp.audit_trail import AuditTrail
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import argument_message
@@ -81,11 +82,15 @@ def build_server(
     pangea = PangeaClient(settings, transport=transport, sleep=sleep)
     tokens = ServiceToken(settings, pangea)
     pangea.tokens = tokens
+    trail = AuditTrail(settings, pangea, sleep=sleep) if settings.audit_trail else None
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
-        async with pangea:
+        async with pangea, AsyncExitStack() as stack:
             await tokens.start()
+            if trail is not None:
+                # Flushes the audit trail on the way out, while the client is still open.
+                await stack.enter_async_context(trail.running())
             yield {}
 
     mcp = FastMCP(
@@ -95,7 +100,7 @@ def build_server(
         lifespan=lifespan,
         mask_error_details=True,
         on_duplicate="error",
-        middleware=[ArgumentErrors()],
+        middleware=[ArgumentErrors(), *([trail.middleware()] if trail is not None else [])],
     )
     for name in settings.services:
         REGISTRARS[name](mcp, pangea)

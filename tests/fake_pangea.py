@@ -307,6 +307,28 @@ class FakePangea:
             return Reply(result={"data": {d: _reputation(d) for d in body["domains"]}})
         if service == "domain-intel" and path == "v1/whois":
             return Reply(result={"data": _whois(body["domain"])})
+        if service in ("url-intel", "file-intel") and path == "v1/reputation":
+            return Reply(result={"data": _reputation(body["url" if service == "url-intel" else "hash"])})
+        if service in ("url-intel", "file-intel") and path == "v2/reputation":
+            items = body["urls" if service == "url-intel" else "hashes"]
+            return Reply(result={"data": {item: _reputation(item) for item in items}})
+        if service == "embargo" and path == "v1/ip/check":
+            return Reply(result=_embargo(_IP_COUNTRY.get(body["ip"]) or _country_of(body["ip"])))
+        if service == "embargo" and path == "v1/iso/check":
+            return Reply(result=_embargo(body["iso_code"].upper()))
+        if service == "user-intel" and path == "v1/user/breached":
+            value = next(body[k] for k in ("email", "username", "ip", "phone_number") if k in body)
+            return Reply(result={"data": _breach(value)})
+        if service == "user-intel" and path == "v2/user/breached":
+            values = [
+                v for k in ("emails", "usernames", "ips", "phone_numbers", "domains") for v in body.get(k, [])
+            ]
+            return Reply(result={"data": {v: _breach(v) for v in values}})
+        if service == "user-intel" and path == "v1/password/breached":
+            return Reply(result=_password_prefix(body["hash_prefix"], raw=body.get("raw", False)))
+        if service == "user-intel" and path == "v2/password/breached":
+            results = {p: _password_prefix(p, raw=False)["data"] for p in body["hash_prefixes"]}
+            return Reply(result={"data": results})
         return Reply(500, "InternalError", f"the fake has no default answer for {service}/{path}")
 
 
@@ -376,3 +398,58 @@ def _whois(domain: str) -> dict[str, Any]:
         "registrant_organization": "Internet Assigned Numbers Authority",
         "registrant_country": "US",
     }
+
+
+# -- Embargo and User Intel defaults (pangea-api.md 5.9, 5.10) ---------------------------------------
+
+_EMBARGOED = {
+    "CU": "Cuba",
+    "IR": "Iran",
+    "KP": "North Korea/Democratic Peoples Republic of Korea",
+    "RU": "Russia",
+    "SY": "Syria",
+}
+#: The live-test example of pangea-api.md 5.9; other public addresses get a country from their digest.
+_IP_COUNTRY = {"213.24.238.26": "RU"}
+
+
+def _country_of(ip: str) -> str:
+    return ["RU", "CU", "IR", "KP", "SY", "DE", "FR", "JP", "BR", "CA"][_digest(ip) % 10]
+
+
+def _embargo(iso_code: str) -> dict[str, Any]:
+    if iso_code not in _EMBARGOED:
+        return {"count": 0, "sanctions": []}
+    sanction = {
+        "list_name": "US - ITAR",
+        "embargoed_country_name": _EMBARGOED[iso_code],
+        "embargoed_country_iso_code": iso_code,
+        "issuing_country": "US",
+        "annotations": {
+            "reference": {"paragraph": "d1", "regulation": "CFR 126.1"},
+            "restriction_name": "ITAR",
+        },
+    }
+    return {"count": 1, "sanctions": [sanction]}
+
+
+def _breach(value: str) -> dict[str, Any]:
+    n = _digest(value.lower())
+    found = n % 2 == 0
+    return {"found_in_breach": found, "breach_count": 1 + n % 7 if found else 0}
+
+
+#: Passwords the fake knows as breached; their SHA-256 hashes appear in raw_data for their prefix.
+BREACHED_PASSWORDS = ("password", "123456", "qwerty", "letmein")
+
+
+def _password_prefix(prefix: str, *, raw: bool) -> dict[str, Any]:
+    prefix = prefix.lower()
+    known = [hashlib.sha256(p.encode()).hexdigest() for p in BREACHED_PASSWORDS]
+    filler = [prefix + hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest()[len(prefix) :] for i in range(3)]
+    hashes = [h for h in known if h.startswith(prefix)] + filler
+    result: dict[str, Any] = {"data": {"found_in_breach": True, "breach_count": len(hashes)}}
+    if raw:
+        # Keys are the breached full hashes; the value (a count here) has an UNCONFIRMED layout (api.md 9).
+        result["raw_data"] = {h: 1 + _digest(h) % 50 for h in hashes}
+    return result

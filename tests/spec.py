@@ -1,7 +1,7 @@
 """Pangea's official OpenAPI specs (../shared/pangea-openapi) as request and response validators.
 
-For services Pangea publishes no spec for (Domain Intel), the contract is the one written down in
-../shared/pangea-api.md, transcribed below as JSON Schema.
+For services Pangea publishes no spec for (Domain, URL, File and User Intel, Embargo), the contract is
+the one written down in ../shared/pangea-api.md, transcribed below as JSON Schema.
 """
 
 from __future__ import annotations
@@ -76,6 +76,113 @@ def _envelope(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@cache
+def _ip_intel_components() -> dict[str, Any]:
+    schemas: dict[str, Any] = json.loads((SPEC_DIR / SPEC_FILES["ip-intel"]).read_text())["components"][
+        "schemas"
+    ]
+    return schemas
+
+
+def _shared(name: str) -> dict[str, Any]:
+    """A User Intel parameter schema from ip-intel.openapi.json's components, its $refs inlined."""
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: inline(value) for key, value in node.items()}
+        ref = node.pop("$ref", None)
+        if isinstance(ref, str):
+            node["allOf"] = [inline(_ip_intel_components()[ref.removeprefix("#/components/schemas/")])]
+        return node
+
+    schema: dict[str, Any] = inline(_ip_intel_components()[name])
+    return schema
+
+
+def _closed(required: list[str], properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "properties": properties,
+        **extra,
+    }
+
+
+def _list_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "minItems": 1, "maxItems": 100, "items": item}
+
+
+_REPUTATION = _RESULT_MAP["additionalProperties"]
+_NON_EMPTY = {"type": "string", "minLength": 1}
+
+
+def _reputation_api(
+    single: str, plural: str, item: dict[str, Any], options: dict[str, Any], **common: Any
+) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
+    """v1 (one indicator) and v2 (a list) reputation endpoints of URL and File Intel (pangea-api.md 5.7-5.8)."""
+    required = list(common)
+    return {
+        ("post", "/v1/reputation"): (
+            _closed([single, *required], {single: item, **common, **options}),
+            _envelope({"type": "object", "required": ["data"], "properties": {"data": _REPUTATION}}),
+        ),
+        ("post", "/v2/reputation"): (
+            _closed([plural, *required], {plural: _list_of(item), **common, **options}),
+            _envelope({"type": "object", "required": ["data"], "properties": {"data": _RESULT_MAP}}),
+        ),
+    }
+
+
+_SANCTION = {
+    "type": "object",
+    "required": [
+        "list_name",
+        "embargoed_country_name",
+        "embargoed_country_iso_code",
+        "issuing_country",
+        "annotations",
+    ],
+    "properties": {
+        "list_name": {"type": "string"},
+        "embargoed_country_name": {"type": "string"},
+        "embargoed_country_iso_code": {"type": "string"},
+        "issuing_country": {"type": "string"},
+        "annotations": {"type": "object"},
+    },
+}
+# `result: null` is a documented Success answer (SDK unit-test mock for 127.0.0.1).
+_EMBARGO_RESULT = _envelope(
+    {
+        "type": ["object", "null"],
+        "required": ["count", "sanctions"],
+        "properties": {"count": {"type": "integer"}, "sanctions": {"type": "array", "items": _SANCTION}},
+    }
+)
+
+_BREACH = {
+    "type": "object",
+    "required": ["found_in_breach", "breach_count"],
+    "properties": {"found_in_breach": {"type": "boolean"}, "breach_count": {"type": "integer"}},
+}
+_USER_OPTIONS = {name: _shared(name) for name in ("verbose", "raw", "provider")}
+_USER_FILTERS = {name: _shared(name) for name in ("start", "end", "severity")}
+_PASSWORD_HASH_TYPE = {"type": "string", "enum": ["sha256", "sha1", "sha512", "ntlm"]}
+
+
+def _breach_result(data: dict[str, Any]) -> dict[str, Any]:
+    return _envelope(
+        {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": data, "parameters": {"type": "object"}, "raw_data": {"type": "object"}},
+        }
+    )
+
+
 #: pangea-api.md section 5.6 (Domain Intel has no published OpenAPI document).
 HAND_WRITTEN: dict[str, dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]] = {
     "domain-intel": {
@@ -119,6 +226,107 @@ HAND_WRITTEN: dict[str, dict[tuple[str, str], tuple[dict[str, Any], dict[str, An
                 "properties": {"domain": {"type": "string", "minLength": 1}, **_INTEL_OPTIONS},
             },
             _envelope({"type": "object", "required": ["data"], "properties": {"data": _WHOIS_DATA}}),
+        ),
+    },
+    # pangea-api.md 5.7: provider `crowdstrike` is the only one.
+    "url-intel": _reputation_api(
+        "url",
+        "urls",
+        _NON_EMPTY,
+        {**_INTEL_OPTIONS, "provider": {"type": "string", "enum": ["crowdstrike"]}},
+    ),
+    # pangea-api.md 5.8: hash_type is required on both versions; `sha` is SHA-1.
+    "file-intel": _reputation_api(
+        "hash",
+        "hashes",
+        _NON_EMPTY,
+        {**_INTEL_OPTIONS, "provider": {"type": "string", "enum": ["reversinglabs", "crowdstrike"]}},
+        hash_type={"type": "string", "enum": ["sha256", "sha", "md5"]},
+    ),
+    # pangea-api.md 5.9.
+    "embargo": {
+        ("post", "/v1/ip/check"): (
+            _closed(["ip"], {"ip": {"type": "string", "format": "ip-address"}}),
+            _EMBARGO_RESULT,
+        ),
+        ("post", "/v1/iso/check"): (
+            _closed(["iso_code"], {"iso_code": {"type": "string", "minLength": 2, "maxLength": 2}}),
+            _EMBARGO_RESULT,
+        ),
+    },
+    # pangea-api.md 5.10; parameter schemas from ip-intel.openapi.json's components.
+    "user-intel": {
+        ("post", "/v1/user/breached"): (
+            _closed(
+                [],
+                {
+                    **{name: _shared(name) for name in ("email", "username", "ip", "phone_number", "cursor")},
+                    **_USER_FILTERS,
+                    **_USER_OPTIONS,
+                },
+                oneOf=[{"required": [name]} for name in ("email", "username", "ip", "phone_number")],
+            ),
+            _breach_result(_BREACH),
+        ),
+        ("post", "/v2/user/breached"): (
+            _closed(
+                [],
+                {
+                    **{
+                        name: _shared(name)
+                        for name in ("emails", "usernames", "ips", "phone_numbers", "domains")
+                    },
+                    **_USER_FILTERS,
+                    **_USER_OPTIONS,
+                },
+                # Pangea answers MustProvideOne without any of the lists.
+                anyOf=[
+                    {"required": [name]}
+                    for name in ("emails", "usernames", "ips", "phone_numbers", "domains")
+                ],
+            ),
+            _breach_result({"type": "object", "additionalProperties": _BREACH}),
+        ),
+        ("post", "/v1/password/breached"): (
+            _closed(
+                ["hash_type", "hash_prefix"],
+                {"hash_type": _PASSWORD_HASH_TYPE, "hash_prefix": _NON_EMPTY, **_USER_OPTIONS},
+            ),
+            _breach_result(_BREACH),
+        ),
+        ("post", "/v2/password/breached"): (
+            _closed(
+                ["hash_type", "hash_prefixes"],
+                {
+                    "hash_type": _PASSWORD_HASH_TYPE,
+                    "hash_prefixes": {"type": "array", "minItems": 1, "items": _NON_EMPTY},
+                    **_USER_OPTIONS,
+                },
+            ),
+            _breach_result({"type": "object", "additionalProperties": _BREACH}),
+        ),
+        ("post", "/v1/breach"): (
+            _closed(
+                [],
+                {
+                    "breach_id": {"type": "string"},
+                    "verbose": _USER_OPTIONS["verbose"],
+                    "provider": _USER_OPTIONS["provider"],
+                    "cursor": _shared("cursor"),
+                    **_USER_FILTERS,
+                },
+            ),
+            _envelope(
+                {
+                    "type": "object",
+                    "required": ["found"],
+                    "properties": {
+                        "found": {"type": "boolean"},
+                        "data": {"type": "object"},
+                        "parameters": {"type": "object"},
+                    },
+                }
+            ),
         ),
     },
 }

@@ -274,3 +274,18 @@ async def test_unexpected_result_shape_is_a_clear_error(fake: FakePangea) -> Non
     with pytest.raises(errors.PangeaAPIError, match="does not understand"):
         await _reputation(_client(make_settings(), fake, Sleeps()), "8.8.8.8")
     fake.violations.clear()  # deliberately off-spec reply
+
+
+async def test_poll_false_returns_the_accepted_result(fake: FakePangea) -> None:
+    """Fire-and-forget endpoints (audit /v2/log_async): the 202 is the answer, nothing is polled."""
+    fake.on("ip-intel", "v2/reputation", result={"data": {}}, accepted_polls=1)
+
+    class Accepted(PangeaResult):
+        location: str
+
+    client = _client(make_settings(), fake, Sleeps())
+    async with client:
+        response = await client.call("ip-intel", "v2/reputation", _Ips(ips=["8.8.8.8"]), Accepted, poll=False)
+    assert response.result.location.startswith("/ip-intel/request/prq_")
+    assert [r.method for r in fake.requests] == ["POST"]
+    fake._pending.clear()

@@ -19,6 +19,13 @@ async def test_tool_list(settings: Settings, fake: FakePangea) -> None:
 
     assert [t.name for t in tools] == snapshot(
         [
+            "prompt_guard",
+            "redact",
+            "redact_structured",
+            "unredact",
+            "log_entry",
+            "search_log",
+            "get_audit_root",
             "lookup_ip_address_reputation",
             "geolocate",
             "lookup_domain_from_ip_address",
@@ -26,6 +33,12 @@ async def test_tool_list(settings: Settings, fake: FakePangea) -> None:
             "is_proxy",
             "lookup_domain_reputation",
             "whois",
+            "lookup_url_reputation",
+            "lookup_file_reputation",
+            "check_ip_embargo",
+            "check_iso_code_embargo",
+            "check_breached",
+            "check_password_breached",
             "get_vault_item",
             "list_vault_items",
         ]

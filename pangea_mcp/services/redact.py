@@ -1,9 +1,334 @@
-"""redact: being written (issue 4); registers no tool yet."""
+"""Redact: remove sensitive values from text and JSON, and reverse format-preserving encryption."""
 
-from fastmcp import FastMCP
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastmcp import Context, FastMCP
+from mcp.types import ToolAnnotations
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from pangea_mcp.client import PangeaClient
+from pangea_mcp.errors import tool_errors
+from pangea_mcp.models import PangeaRequest, PangeaResult, dedupe
+
+SERVICE = "redact"
+# Computes a redacted copy; nothing is stored or changed on the user's side.
+_REDACT = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+# Not marked read-only on purpose: it writes nothing, but it discloses the protected originals, and
+# clients run read-only tools without asking. Keeping it out of that class keeps a human in the loop.
+_UNREDACT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+
+_NAME = r"^[A-Za-z0-9_.-]{1,128}$"
+_MAX_FPE_CONTEXT = 64 * 1024
+# Standard base64 with canonical padding (what Pangea sends as fpe_context).
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+Json = dict[str, Any] | list[Any]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text is empty; pass the text to redact")
+    return value
+
+
+def _unique(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice; list each name once")
+        seen.add(value)
+    return values
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _structured(value: object) -> object:
+    """Accept a JSON object or array, or a string holding one (models often send JSON as text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value, parse_constant=_reject_constant)
+        except ValueError:
+            raise ValueError("is a string that is not valid JSON; pass a JSON object or array") from None
+    if not isinstance(value, dict | list):
+        raise ValueError("must be a JSON object or array; use the redact tool for plain text")
+    if not value:
+        raise ValueError("is empty; there is nothing to redact")
+    return value
+
+
+def _redacted_data(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty; pass the redacted text or JSON that redact returned")
+    if not isinstance(value, str | dict | list):
+        raise ValueError("must be the redacted text (a string) or the redacted JSON object or array")
+    if not value:
+        raise ValueError("is empty; pass the redacted text or JSON that redact returned")
+    return value
+
+
+def _json_path(value: str) -> str:
+    """Basic JSONPath syntax: starts at the root `$`, brackets and quotes balanced, no dangling dot."""
+    if not value.startswith("$"):
+        raise ValueError(f"{value!r} is not a JSONPath: it must start with $, e.g. $.user.email or $..ssn")
+    if len(value) > 1 and value[1] not in ".[":
+        raise ValueError(f"{value!r} is not a JSONPath: $ must be followed by . or [")
+    if value.endswith(".") or any(c in value for c in "\r\n\t"):
+        raise ValueError(f"{value!r} is not a complete JSONPath")
+    depth, quote = 0, ""
+    for char in value:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                break
+    if depth or quote:
+        raise ValueError(f"{value!r} is not a JSONPath: brackets or quotes are unbalanced")
+    return value
+
+
+def _base64(value: str) -> str:
+    # Never echo the value: it is what reverses the encryption.
+    if not _BASE64.fullmatch(value):
+        raise ValueError("is not valid base64; pass fpe_context exactly as redact returned it")
+    return value
+
+
+RuleNames = Annotated[
+    list[Annotated[str, Field(pattern=_NAME)]] | None,
+    Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"uniqueItems": True},
+        description="Redact rule names to apply instead of the configuration's defaults, each once, "
+        "e.g. EMAIL_ADDRESS, PHONE_NUMBER, US_SSN, CREDIT_CARD, PERSON, IP_ADDRESS. Omit to use the "
+        "configuration.",
+    ),
+    AfterValidator(_unique),
+]
+RulesetNames = Annotated[
+    list[Annotated[str, Field(pattern=_NAME)]] | None,
+    Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"uniqueItems": True},
+        description="Redact ruleset names to apply, each once, e.g. PII, SECRETS. Omit to use the "
+        "configuration.",
+    ),
+    AfterValidator(_unique),
+]
+ReturnResult = Annotated[
+    bool,
+    Field(description="false returns only the count of redactions, not the redacted content"),
+]
+Debug = Annotated[
+    bool,
+    Field(
+        description="true adds a report of which rules matched where (types, positions, scores; never "
+        "the matched text)"
+    ),
+]
+
+
+class _Options(PangeaRequest):
+    config_id: str | None = None
+    rules: list[str] | None = None
+    rulesets: list[str] | None = None
+    return_result: bool | None = None
+    debug: bool | None = None
+
+
+class _RedactRequest(_Options):
+    text: str
+
+
+class _StructuredRequest(_Options):
+    data: Json
+    jsonp: list[str] | None = None
+
+
+class _UnredactRequest(PangeaRequest):
+    config_id: str | None = None
+    redacted_data: str | Json
+    fpe_context: str
+
+
+class RecognizerHit(PangeaResult):
+    # Pangea also sends `text`, the matched original; it is dropped here on purpose (never returned).
+    field_type: str = Field(description="Entity type, e.g. US_SSN")
+    score: float = Field(description="Confidence 0 to 1")
+    start: int = Field(description="Start offset of the match")
+    end: int = Field(description="End offset of the match")
+    redacted: bool = Field(description="Whether this match was redacted")
+    data_key: str | None = Field(default=None, description="JSON key of the field (structured data)")
+
+
+class DebugReport(PangeaResult):
+    summary_counts: dict[str, int] = Field(default_factory=dict, description="Redactions per entity type")
+    recognizer_results: list[RecognizerHit] = Field(default_factory=list)
+
+
+class _Common(PangeaResult):
+    count: int = Field(description="Number of values redacted")
+    report: DebugReport | None = Field(default=None, description="Only with debug true")
+    fpe_context: str | None = Field(
+        default=None,
+        description="Present when values were format-preserving encrypted: needed to unredact them. "
+        "Treat it as a secret: keep it with the redacted data, never display or log it.",
+    )
+
+
+class _RedactResult(_Common):
+    redacted_text: str | None = None
+
+
+class _StructuredResult(_Common):
+    redacted_data: Json | None = None
+
+
+class _UnredactResult(PangeaResult):
+    data: str | Json
+
+
+class RedactReport(_RedactResult):
+    redacted_text: str | None = Field(default=None, description="The text with values redacted")
+    request_id: str | None = Field(default=None, description="Pangea request id")
+
+
+class StructuredRedactReport(_StructuredResult):
+    redacted_data: Json | None = Field(default=None, description="The JSON with values redacted in place")
+    request_id: str | None = Field(default=None, description="Pangea request id")
+
+
+class UnredactReport(PangeaResult):
+    data: str | Json = Field(description="The input with FPE-encrypted values decrypted")
+    request_id: str | None = Field(default=None, description="Pangea request id")
 
 
 def register(mcp: FastMCP, pangea: PangeaClient) -> None:
-    return None
+    # config_id comes from the server's configuration, never from the model (many projects hold one).
+    config_id = pangea.settings.redact_config_id
+
+    def options(
+        rules: list[str] | None, rulesets: list[str] | None, return_result: bool, debug: bool
+    ) -> dict[str, Any]:
+        return {
+            "config_id": config_id,
+            "rules": rules,
+            "rulesets": rulesets,
+            "return_result": None if return_result else False,
+            "debug": True if debug else None,
+        }
+
+    @mcp.tool(name="redact", title="Redact text", annotations=_REDACT, tags={SERVICE})
+    async def redact(
+        ctx: Context,
+        text: Annotated[
+            str, Field(min_length=1, description="The text to redact"), AfterValidator(_not_blank)
+        ],
+        rules: RuleNames = None,
+        rulesets: RulesetNames = None,
+        return_result: ReturnResult = True,
+        debug: Debug = False,
+    ) -> RedactReport:
+        """Return the text with sensitive values redacted, the number of redactions, and any fpe_context.
+
+        Sensitive values are names, e-mail addresses, phone, card and ID numbers, secrets and the like.
+        Use it before storing, logging or sharing text, or before sending it to another model or tool.
+        What is redacted and how (masking, replacement, hashing, format-preserving encryption) is set in
+        the Pangea Redact configuration; `rules` and `rulesets` narrow it for one call. count 0 means no
+        configured rule matched, not that the text is free of sensitive data. `fpe_context` is present
+        only when values were encrypted reversibly.
+        """
+        body = _RedactRequest(text=text, **options(rules, rulesets, return_result, debug))
+        with tool_errors():
+            response = await pangea.call(
+                SERVICE, "v1/redact", body, _RedactResult, progress=ctx.report_progress
+            )
+        return RedactReport(**dict(response.result), request_id=response.request_id)
+
+    @mcp.tool(name="redact_structured", title="Redact JSON", annotations=_REDACT, tags={SERVICE})
+    async def redact_structured(
+        ctx: Context,
+        data: Annotated[
+            Json,
+            BeforeValidator(_structured),
+            Field(description="The JSON object or array to redact"),
+        ],
+        jsonp: Annotated[
+            list[Annotated[str, Field(max_length=512), AfterValidator(_json_path)]] | None,
+            Field(
+                min_length=1,
+                max_length=100,
+                description="JSONPath expressions of the fields to redact, e.g. $.user.email or $..ssn. "
+                "Omit to scan every field.",
+            ),
+        ] = None,
+        rules: RuleNames = None,
+        rulesets: RulesetNames = None,
+        return_result: ReturnResult = True,
+        debug: Debug = False,
+    ) -> StructuredRedactReport:
+        """Return the JSON data with sensitive values redacted in place (same shape), and how many.
+
+        Use it for records, API payloads or tool results where the structure must survive; use redact
+        for plain text. `jsonp` limits redaction to the given fields. count 0 means no configured rule
+        matched. `fpe_context` is present only when values were encrypted reversibly.
+        """
+        body = _StructuredRequest(
+            data=data,
+            jsonp=dedupe(jsonp) if jsonp else None,
+            **options(rules, rulesets, return_result, debug),
+        )
+        with tool_errors():
+            response = await pangea.call(
+                SERVICE, "v1/redact_structured", body, _StructuredResult, progress=ctx.report_progress
+            )
+        return StructuredRedactReport(**dict(response.result), request_id=response.request_id)
+
+    if not pangea.settings.allow_unredact:
+        return
+
+    @mcp.tool(name="unredact", title="Reveal redacted data", annotations=_UNREDACT, tags={SERVICE})
+    async def unredact(
+        ctx: Context,
+        redacted_data: Annotated[
+            str | Json,
+            BeforeValidator(_redacted_data),
+            Field(description="The redacted text or JSON, as redact or redact_structured returned it"),
+        ],
+        fpe_context: Annotated[
+            str,
+            Field(min_length=4, max_length=_MAX_FPE_CONTEXT, description="The fpe_context redact returned"),
+            AfterValidator(_base64),
+        ],
+    ) -> UnredactReport:
+        """Return the data with its original sensitive values: decrypts what redact encrypted with FPE.
+
+        This reveals the values redaction was meant to hide. Use it only when the user explicitly asks
+        to see the original data and is entitled to it; never to answer a question that the redacted
+        data already answers. Only FPE-redacted values come back; masked, replaced or hashed values
+        stay as they are.
+        """
+        body = _UnredactRequest(config_id=config_id, redacted_data=redacted_data, fpe_context=fpe_context)
+        with tool_errors():
+            response = await pangea.call(
+                SERVICE, "v1/unredact", body, _UnredactResult, progress=ctx.report_progress
+            )
+        return UnredactReport(data=response.result.data, request_id=response.request_id)

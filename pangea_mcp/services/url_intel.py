@@ -1,9 +1,80 @@
-"""url_intel: being written (issue 4); registers no tool yet."""
+"""URL Intel: reputation of web addresses."""
 
-from fastmcp import FastMCP
+from __future__ import annotations
+
+from fastmcp import Context, FastMCP
+from mcp.types import ToolAnnotations
+from pydantic import Field
 
 from pangea_mcp.client import PangeaClient
+from pangea_mcp.errors import tool_errors
+from pangea_mcp.models import PangeaRequest, PangeaResult, UrlList, Verdict, dedupe, normalise_url
+
+SERVICE = "url-intel"
+_LOOKUP = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+
+
+class _UrlsRequest(PangeaRequest):
+    # /v2/reputation: one call for the whole batch (more than one URL may answer 202).
+    urls: list[str]
+
+
+class _Reputation(PangeaResult):
+    verdict: Verdict | None = None
+    score: int | None = None
+    category: list[str] = Field(default_factory=list)
+
+
+class _ReputationResult(PangeaResult):
+    data: dict[str, _Reputation] = Field(default_factory=dict)
+
+
+class UrlReputation(PangeaResult):
+    url: str = Field(description="The URL as looked up (scheme and host lower-cased, no #fragment)")
+    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
+    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
+    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Phishing")
+    note: str | None = Field(default=None, description="Why data is missing, when it is")
+
+
+class UrlReputationReport(PangeaResult):
+    results: list[UrlReputation] = Field(description="One entry per distinct URL, in the order given")
+    request_id: str | None = Field(default=None, description="Pangea request id")
+
+
+def _key(text: str) -> str:
+    try:
+        return normalise_url(text)
+    except ValueError:
+        return text
 
 
 def register(mcp: FastMCP, pangea: PangeaClient) -> None:
-    return None
+    @mcp.tool(name="lookup_url_reputation", title="URL reputation", annotations=_LOOKUP, tags={SERVICE})
+    async def lookup_url_reputation(urls: UrlList, ctx: Context) -> UrlReputationReport:
+        """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per URL.
+
+        Use it before opening, following or sharing a link, or to triage links found in mail, chat or
+        logs. Pass full http(s) URLs; for a bare domain use lookup_domain_reputation. The URL is only
+        looked up, never visited. `unknown` means the provider has no opinion, not that the URL is safe.
+        """
+        unique = dedupe(urls)
+        with tool_errors():
+            response = await pangea.call(
+                SERVICE,
+                "v2/reputation",
+                _UrlsRequest(urls=unique),
+                _ReputationResult,
+                progress=ctx.report_progress,
+            )
+        # The map is keyed by the URL as sent; normalise anyway in case Pangea rewrites it.
+        data = {_key(raw): value for raw, value in response.result.data.items()}
+        results = [
+            UrlReputation(url=url, **data[url].model_dump())
+            if url in data
+            else UrlReputation(url=url, note="Pangea returned no data for this URL")
+            for url in unique
+        ]
+        return UrlReputationReport(results=results, request_id=response.request_id)

@@ -38,7 +38,12 @@ def secret_item(item_id: str = SECRET_ID) -> dict[str, Any]:
         "created_at": "2025-01-01T00:00:00Z",
         "item_versions": [
             {"version": 2, "state": "active", "created_at": "2025-02-01T00:00:00Z", "secret": CANARY},
-            {"version": 1, "state": "deactivated", "created_at": "2025-01-01T00:00:00Z", "secret": CANARY + "-v1"},
+            {
+                "version": 1,
+                "state": "deactivated",
+                "created_at": "2025-01-01T00:00:00Z",
+                "secret": CANARY + "-v1",
+            },
         ],
     }
 
@@ -150,7 +155,12 @@ async def test_list_without_arguments_sends_only_the_page_size(settings: Setting
     async with Client(build_server(settings, transport=fake.transport)) as client:
         result = await client.call_tool("list_vault_items", {})
     assert fake.body("vault", "v2/list") == {"size": 50}
-    assert result.structured_content == {"items": [], "count": 0, "last": None, "request_id": result.structured_content["request_id"]}  # type: ignore[index]
+    assert result.structured_content == {
+        "items": [],
+        "count": 0,
+        "last": None,
+        "request_id": result.structured_content["request_id"],
+    }  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -199,8 +209,13 @@ async def test_writes_setting_registers_honest_write_tools(fake: FakePangea) -> 
 
 async def test_generate_key_returns_metadata(fake: FakePangea) -> None:
     fake.on("vault", "v2/key/generate", result=key_item())
-    args = {"type": "symmetric_key", "purpose": "encryption", "algorithm": "AES-GCM-256", "name": "app-key",
-            "folder": "/keys"}
+    args = {
+        "type": "symmetric_key",
+        "purpose": "encryption",
+        "algorithm": "AES-GCM-256",
+        "name": "app-key",
+        "folder": "/keys",
+    }
     async with Client(build_server(writes(), transport=fake.transport)) as client:
         tool = next(t for t in await client.list_tools() if t.name == "generate_key")
         result = await client.call_tool("generate_key", args)
@@ -215,11 +230,20 @@ async def test_generate_key_returns_metadata(fake: FakePangea) -> None:
     ("args", "fragment"),
     [
         ({"type": "symmetric_key", "purpose": "signing", "algorithm": "ED25519", "name": "k"}, "- purpose"),
-        ({"type": "asymmetric_key", "purpose": "fpe", "algorithm": "AES-FF3-1-128-BETA", "name": "k"}, "- purpose"),
-        ({"type": "asymmetric_key", "purpose": "signing", "algorithm": "AES-GCM-256", "name": "k"}, "- algorithm"),
+        (
+            {"type": "asymmetric_key", "purpose": "fpe", "algorithm": "AES-FF3-1-128-BETA", "name": "k"},
+            "- purpose",
+        ),
+        (
+            {"type": "asymmetric_key", "purpose": "signing", "algorithm": "AES-GCM-256", "name": "k"},
+            "- algorithm",
+        ),
         ({"type": "hmac_key", "purpose": "jwt", "algorithm": "HS256", "name": "k"}, "- type"),
         ({"type": "symmetric_key", "purpose": "jwt", "algorithm": "HS256", "name": ""}, "- name"),
-        ({"type": "symmetric_key", "purpose": "jwt", "algorithm": "HS256", "name": "k", "folder": "a;b"}, "- folder"),
+        (
+            {"type": "symmetric_key", "purpose": "jwt", "algorithm": "HS256", "name": "k", "folder": "a;b"},
+            "- folder",
+        ),
     ],
 )
 async def test_generate_key_rejects_bad_combinations(
@@ -238,7 +262,7 @@ async def test_generate_key_rejects_bad_combinations(
 
 
 def test_algorithm_table_matches_the_official_spec() -> None:
-    loaded = spec._load("vault")  # noqa: SLF001
+    loaded = spec._load("vault")
     assert loaded is not None
     schemas = loaded[0]["components"]["schemas"]
     for (kind, purpose), algorithms in ALGORITHMS.items():
@@ -289,11 +313,15 @@ async def test_delete_needs_the_users_confirmation(fake: FakePangea, reply: obje
         assert result.is_error
         assert "Not deleted" in result.content[0].text  # type: ignore[union-attr]
         assert fake.calls("vault", "v2/delete") == []
-        fake._scripts.clear()  # noqa: SLF001 - the unused delete reply
+        fake._scripts.clear()
 
 
-@pytest.mark.parametrize(("reply", "deleted"), [(True, True), (False, False), (ElicitResult(action="decline"), False)])
-async def test_delete_confirmation_on_handshake_era_sessions(fake: FakePangea, reply: object, deleted: bool) -> None:
+@pytest.mark.parametrize(
+    ("reply", "deleted"), [(True, True), (False, False), (ElicitResult(action="decline"), False)]
+)
+async def test_delete_confirmation_on_handshake_era_sessions(
+    fake: FakePangea, reply: object, deleted: bool
+) -> None:
     """Older (initialize handshake) sessions get a server-initiated elicitation request instead."""
     fake.on("vault", "v2/get", result=secret_item())
     fake.on("vault", "v2/delete", result={"id": SECRET_ID})
@@ -304,7 +332,7 @@ async def test_delete_confirmation_on_handshake_era_sessions(fake: FakePangea, r
     assert len(answer.messages) == 1 and SECRET_ID in answer.messages[0]
     assert result.is_error is not deleted
     assert len(fake.calls("vault", "v2/delete")) == int(deleted)
-    fake._scripts.clear()  # noqa: SLF001
+    fake._scripts.clear()
 
 
 async def test_delete_is_refused_when_the_client_cannot_confirm(fake: FakePangea) -> None:
