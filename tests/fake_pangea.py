@@ -177,7 +177,9 @@ class FakePangea:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve on 127.0.0.1 (ephemeral port) in a background thread; yields the URL template."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only then (else +40 ms per
+        # keep-alive request from Nagle and delayed ACKs).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
