@@ -222,6 +222,21 @@ class PangeaClient:
                 return True
             return anyio.current_time() + state.upcoming_sleep >= deadline
 
+        def attempt(number: int) -> Awaitable[Envelope]:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise PangeaUnavailable(
+                    service, f"no answer within PANGEA_REQUEST_TIMEOUT={settings.request_timeout:g}s"
+                )
+            return self._attempt(
+                method, service, path, payload, token, idempotent, remaining, failed_ids, number
+            )
+
+        # Fast path: most calls succeed at once, so the retry machinery is only built after a failure.
+        try:
+            return await attempt(1)
+        except _Retryable as exc:
+            first: _Retryable | None = exc
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             wait=wait,
@@ -230,24 +245,13 @@ class PangeaClient:
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    remaining = deadline - anyio.current_time()
-                    if remaining <= 0:
-                        raise PangeaUnavailable(
-                            service, f"no answer within PANGEA_REQUEST_TIMEOUT={settings.request_timeout:g}s"
-                        )
-                    return await self._attempt(
-                        method,
-                        service,
-                        path,
-                        payload,
-                        token,
-                        idempotent,
-                        remaining,
-                        failed_ids,
-                        attempt.retry_state.attempt_number,
-                    )
+            async for state in retrying:
+                with state:
+                    if first is not None:
+                        # Replay the first failure so tenacity's backoff and stop rules see it.
+                        failure, first = first, None
+                        raise failure
+                    return await attempt(state.retry_state.attempt_number)
         except _Retryable as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover
