@@ -180,6 +180,20 @@ DomainList = Annotated[
 Verdict = Literal["malicious", "suspicious", "unknown", "benign"]
 
 
+class Reputation(PangeaResult):
+    """One indicator's verdict, as every intel reputation endpoint (IP, domain, URL, file) returns it."""
+
+    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
+    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
+    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Malware, Phishing")
+
+
+class ReputationMap(PangeaResult):
+    """A v2 reputation result: indicator as sent -> verdict."""
+
+    data: dict[str, Reputation] = Field(default_factory=dict)
+
+
 def dedupe(items: list[str]) -> list[str]:
     """Order-preserving de-duplication."""
     return list(dict.fromkeys(items))

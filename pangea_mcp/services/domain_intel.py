@@ -8,7 +8,15 @@ from pydantic import Field
 
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import tool_errors
-from pangea_mcp.models import Domain, DomainList, PangeaRequest, PangeaResult, Verdict, dedupe
+from pangea_mcp.models import (
+    Domain,
+    DomainList,
+    PangeaRequest,
+    PangeaResult,
+    Reputation,
+    ReputationMap,
+    dedupe,
+)
 
 SERVICE = "domain-intel"
 _LOOKUP = ToolAnnotations(
@@ -25,21 +33,8 @@ class _WhoisRequest(PangeaRequest):
     domain: str
 
 
-class _Reputation(PangeaResult):
-    verdict: Verdict | None = None
-    score: int | None = None
-    category: list[str] = Field(default_factory=list)
-
-
-class _ReputationResult(PangeaResult):
-    data: dict[str, _Reputation] = Field(default_factory=dict)
-
-
-class DomainReputation(PangeaResult):
+class DomainReputation(Reputation):
     domain: str = Field(description="The domain as looked up (lower-case ASCII; IDNs in punycode)")
-    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
-    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
-    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Phishing")
     note: str | None = Field(default=None, description="Why data is missing, when it is")
 
 
@@ -89,7 +84,7 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
                 SERVICE,
                 "v2/reputation",
                 _DomainsRequest(domains=unique),
-                _ReputationResult,
+                ReputationMap,
                 progress=ctx.report_progress,
             )
         data = {key.rstrip(".").lower(): value for key, value in response.result.data.items()}

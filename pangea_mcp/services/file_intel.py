@@ -16,7 +16,8 @@ from pangea_mcp.models import (
     HashType,
     PangeaRequest,
     PangeaResult,
-    Verdict,
+    Reputation,
+    ReputationMap,
     dedupe,
 )
 
@@ -34,21 +35,8 @@ class _HashesRequest(PangeaRequest):
     hash_type: HashType
 
 
-class _Reputation(PangeaResult):
-    verdict: Verdict | None = None
-    score: int | None = None
-    category: list[str] = Field(default_factory=list)
-
-
-class _ReputationResult(PangeaResult):
-    data: dict[str, _Reputation] = Field(default_factory=dict)
-
-
-class FileReputation(PangeaResult):
+class FileReputation(Reputation):
     hash: str = Field(description="The digest as looked up (lower-case hex)")
-    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
-    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
-    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Trojan")
     note: str | None = Field(default=None, description="Why data is missing, when it is")
 
 
@@ -102,7 +90,7 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
                 SERVICE,
                 "v2/reputation",
                 _HashesRequest(hashes=unique, hash_type=hash_type),
-                _ReputationResult,
+                ReputationMap,
                 progress=ctx.report_progress,
             )
         data = {key.lower(): value for key, value in response.result.data.items()}

@@ -15,8 +15,8 @@ from pangea_mcp.models import (
     IpAddressList,
     PangeaRequest,
     PangeaResult,
+    Reputation,
     Scope,
-    Verdict,
     dedupe,
     ip_scope,
     normalise_ip,
@@ -39,12 +39,6 @@ class _IpsRequest(PangeaRequest):
 
 class _Bulk(PangeaResult, Generic[D]):
     data: dict[str, D] = Field(default_factory=dict)
-
-
-class _Reputation(PangeaResult):
-    verdict: Verdict | None = None
-    score: int | None = None
-    category: list[str] = Field(default_factory=list)
 
 
 class _Geo(PangeaResult):
@@ -75,10 +69,8 @@ class IpItem(PangeaResult):
     note: str | None = Field(default=None, description="Why data is missing, when it is")
 
 
-class IpReputation(IpItem):
-    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
-    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
-    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Malware, Spam")
+class IpReputation(IpItem, Reputation):
+    pass
 
 
 class IpGeolocation(IpItem):
@@ -185,7 +177,7 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
         has no opinion, not that the address is safe. Private and reserved addresses come back with a
         `note` and no verdict.
         """
-        items, rid = await _lookup(pangea, ctx, "v2/reputation", ipAddresses, _Reputation, IpReputation)
+        items, rid = await _lookup(pangea, ctx, "v2/reputation", ipAddresses, Reputation, IpReputation)
         return IpReputationReport(results=items, request_id=rid)
 
     @mcp.tool(name="geolocate", title="IP geolocation", annotations=_LOOKUP, tags={SERVICE})

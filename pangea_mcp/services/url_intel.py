@@ -8,7 +8,15 @@ from pydantic import Field
 
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import tool_errors
-from pangea_mcp.models import PangeaRequest, PangeaResult, UrlList, Verdict, dedupe, normalise_url
+from pangea_mcp.models import (
+    PangeaRequest,
+    PangeaResult,
+    Reputation,
+    ReputationMap,
+    UrlList,
+    dedupe,
+    normalise_url,
+)
 
 SERVICE = "url-intel"
 _LOOKUP = ToolAnnotations(
@@ -21,21 +29,8 @@ class _UrlsRequest(PangeaRequest):
     urls: list[str]
 
 
-class _Reputation(PangeaResult):
-    verdict: Verdict | None = None
-    score: int | None = None
-    category: list[str] = Field(default_factory=list)
-
-
-class _ReputationResult(PangeaResult):
-    data: dict[str, _Reputation] = Field(default_factory=dict)
-
-
-class UrlReputation(PangeaResult):
+class UrlReputation(Reputation):
     url: str = Field(description="The URL as looked up (scheme and host lower-cased, no #fragment)")
-    verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
-    score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
-    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Phishing")
     note: str | None = Field(default=None, description="Why data is missing, when it is")
 
 
@@ -66,7 +61,7 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
                 SERVICE,
                 "v2/reputation",
                 _UrlsRequest(urls=unique),
-                _ReputationResult,
+                ReputationMap,
                 progress=ctx.report_progress,
             )
         # The map is keyed by the URL as sent; normalise anyway in case Pangea rewrites it.
