@@ -42,8 +42,18 @@ _MAX_BACKOFF = 60.0
 LIMITS = {"actor": 128, "source": 128, "target": 128, "tenant_id": 128, "action": 32, "status": 32}
 MAX_TEXT = 32766
 # Argument names whose values are masked in the trail even when arguments are logged.
-_SECRET_NAME = re.compile(r"pass(word|wd|phrase)?|secret|token|api_?key|private_?key|credential", re.I)
+_SECRET_NAME = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api_?key|private_?key|credential|fpe_context", re.I
+)
 _MASK = "[REDACTED]"
+#: Tools whose payload arguments are the sensitive data itself (what is being redacted, guarded or
+#: revealed): the trail records their size only, never their content.
+_CONTENT_ARGUMENTS: dict[str, frozenset[str]] = {
+    "prompt_guard": frozenset({"text", "messages"}),
+    "redact": frozenset({"text"}),
+    "redact_structured": frozenset({"data"}),
+    "unredact": frozenset({"redacted_data"}),
+}
 
 
 class Signer:
@@ -83,6 +93,16 @@ class _Results(PangeaResult):
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _recorded_arguments(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    content = _CONTENT_ARGUMENTS.get(tool, frozenset())
+    return {
+        name: f"[content withheld: {len(json.dumps(value, ensure_ascii=False))} characters]"
+        if name in content
+        else _masked({name: value})[name]
+        for name, value in arguments.items()
+    }
 
 
 def _masked(value: Any) -> Any:
@@ -304,7 +324,7 @@ class AuditTrailMiddleware(Middleware):
         }
         new = scrub(json.dumps(details, sort_keys=True, separators=(",", ":")))
         if self._include_arguments:
-            details["arguments"] = _masked(context.message.arguments or {})
+            details["arguments"] = _recorded_arguments(context.message.name, context.message.arguments or {})
             full = scrub(json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
             if len(full) <= MAX_TEXT:
                 new = full

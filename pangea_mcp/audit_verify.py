@@ -248,6 +248,10 @@ class Checks:
     notes: tuple[str, ...] = field(default=())
     #: False when there is nothing to be consistent with (unpublished record, first root, first write).
     consistency_applies: bool = True
+    #: Whether something independent of the answer being checked vouches for its root (a root fetched
+    #: separately from /v1/root, or a root this server saw earlier). Without it a forged answer could
+    #: carry a matching forged root, so the outcome is at best "incomplete".
+    anchored: bool = True
 
     @property
     def outcome(self) -> Literal["verified", "failed", "incomplete"]:
@@ -255,7 +259,7 @@ class Checks:
         if "failed" in labels:
             return "failed"
         consistent = self.consistency == "verified" or not self.consistency_applies
-        if self.hash == "verified" and self.membership == "verified" and consistent:
+        if self.hash == "verified" and self.membership == "verified" and consistent and self.anchored:
             return "verified"
         return "incomplete"
 
@@ -346,11 +350,21 @@ def check_record(
     membership = _membership(
         leaf, record.get("membership_proof"), anchor, "published" if published else "unpublished", notes
     )
+    anchored = False
     if published and root is not None and root.size is not None:
         pinned = roots.get(root.size)
         if pinned is not None and pinned.root_hash != root.root_hash:
             notes.append(f"membership: the search's root differs from Pangea's root of size {root.size}")
             membership = "failed"
+        anchored = pinned is not None and pinned.root_hash == root.root_hash
+    if published and not anchored and membership == "verified":
+        notes.append(
+            "membership: the search's root could not be cross-checked against a separately fetched root"
+        )
+    if not published and membership == "verified":
+        notes.append(
+            "membership: only against the unpublished root sent in the same answer (not independent)"
+        )
     applies = True
     if not published:
         notes.append("consistency: not published yet; checked against the unpublished root only")
@@ -364,7 +378,7 @@ def check_record(
         consistency = _consistency(record, roots, notes)
     envelope = record.get("envelope")
     signature = check_signature(envelope, notes) if isinstance(envelope, dict) else "unsigned"
-    return Checks(hash_status, membership, consistency, signature, tuple(notes), applies)
+    return Checks(hash_status, membership, consistency, signature, tuple(notes), applies, anchored)
 
 
 def check_log_result(result: Mapping[str, Any], *, prev_root: str | None) -> Checks:
@@ -390,4 +404,7 @@ def check_log_result(result: Mapping[str, Any], *, prev_root: str | None) -> Che
         consistency = "failed"
     envelope = result.get("envelope")
     signature = check_signature(envelope, notes) if isinstance(envelope, dict) else "unsigned"
-    return Checks(hash_status, membership, consistency, signature, tuple(notes), applies)
+    # Anchored only by a root this server saw before (the previous write's), extended consistently.
+    return Checks(
+        hash_status, membership, consistency, signature, tuple(notes), applies, consistency == "verified"
+    )

@@ -28,6 +28,7 @@ from pangea_mcp.errors import (
     PangeaPending,
     PangeaUnavailable,
     Unauthorized,
+    UnexpectedResult,
     error_class,
 )
 from pangea_mcp.models import AcceptedResult, Envelope
@@ -169,7 +170,7 @@ class PangeaClient:
                 envelope.request_id,
                 exc.error_count(),
             )
-            raise PangeaAPIError(
+            raise UnexpectedResult(
                 service=service,
                 status="UnexpectedResult",
                 http_status=200,
@@ -336,7 +337,11 @@ class PangeaClient:
             return envelope
 
         api_error = self._error(service, code, envelope, request_id, response)
-        if code in RETRY_HTTP or code == 429 or api_error.status == "TooManyRequests":
+        rate_limited = code == 429 or api_error.status == "TooManyRequests"
+        # A write (idempotent=False) may have happened behind a 500/502/504, so only answers that prove
+        # nothing was done are retried for it: rate limiting and 503 (service unavailable).
+        retry_codes = RETRY_HTTP if idempotent else frozenset({503})
+        if code in retry_codes or rate_limited:
             if request_id:
                 failed_ids.append(request_id)
             raise _Retryable(api_error, retry_after=api_error.retry_after)

@@ -119,6 +119,13 @@ class NotFound(PangeaAPIError):
     hint = "Pangea found nothing for this request; check the identifier."
 
 
+class UnexpectedResult(PangeaAPIError):
+    hint = (
+        "Pangea's answer did not have the shape this server expects, so it was not used. This is not "
+        "caused by the arguments; try again later, and report the request_id if it persists."
+    )
+
+
 class PangeaUnavailable(PangeaError):
     """No usable answer: timeout, connection failure, or retries used up."""
 

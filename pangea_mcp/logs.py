@@ -25,6 +25,9 @@ class _SecretRegistry:
             # Longest first, so a secret containing another is masked whole.
             self._values = tuple(sorted(set(self._values) | fresh, key=len, reverse=True))
 
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and value in self._values
+
     def scrub(self, text: str) -> str:
         for value in self._values:
             if value in text:

@@ -8,19 +8,19 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import idna
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class PangeaRequest(BaseModel):
     """A request body. Unknown fields are a bug: many Pangea schemas are closed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class PangeaResult(BaseModel):
     """A result (or part of one). Unknown fields are dropped so tool output stays small and stable."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class Envelope(BaseModel):
@@ -179,13 +179,16 @@ DomainList = Annotated[
 
 Verdict = Literal["malicious", "suspicious", "unknown", "benign"]
 
+#: A list of strings that Pangea may also send as null (the SDKs type these Optional).
+StrList = Annotated[list[str], BeforeValidator(lambda value: [] if value is None else value)]
+
 
 class Reputation(PangeaResult):
     """One indicator's verdict, as every intel reputation endpoint (IP, domain, URL, file) returns it."""
 
     verdict: Verdict | None = Field(default=None, description="malicious, suspicious, unknown or benign")
     score: int | None = Field(default=None, description="0 (harmless) to 100 (malicious)")
-    category: list[str] = Field(default_factory=list, description="Threat categories, e.g. Malware, Phishing")
+    category: StrList = Field(default_factory=list, description="Threat categories, e.g. Malware, Phishing")
 
 
 class ReputationMap(PangeaResult):

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 SERVICE = "vault"
 #: Re-read the item this long after its announced next_rotation (Pangea rotates asynchronously).
 _ROTATION_SLACK = timedelta(seconds=30)
+#: When the item's next_rotation has passed but the token did not change yet, re-check after this,
+#: doubling up to _STALE_MAX, rather than on every call.
+_STALE_FIRST = timedelta(seconds=60)
+_STALE_MAX = timedelta(hours=1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _VaultGet(PangeaRequest):
@@ -55,7 +63,8 @@ class ServiceToken:
         self._settings = settings
         self._client = client
         self._token: str | None = None
-        self._next_rotation: datetime | None = None
+        self._next_check: datetime | None = None
+        self._stale_backoff = _STALE_FIRST
         self._lock = anyio.Lock()
         SECRETS.add(*settings.secret_values())
 
@@ -81,7 +90,7 @@ class ServiceToken:
     async def current(self) -> str:
         if self._token is None:
             await self.start()
-        elif self._next_rotation is not None and datetime.now(UTC) > self._next_rotation + _ROTATION_SLACK:
+        elif self._next_check is not None and _now() > self._next_check:
             await self.refresh(self._token)
         if self._token is None:
             raise StartupError("the service token is not loaded")
@@ -98,7 +107,7 @@ class ServiceToken:
             except PangeaError as exc:
                 # Keep the old token: after a rotation it stays valid for the grace period.
                 log.warning("could not re-read the service token from Vault: %s", self._explain(exc))
-                self._next_rotation = None
+                self._next_check = None
                 return False
         changed = self._token != rejected
         log.info("service token re-read from Vault (%s)", "rotated" if changed else "unchanged")
@@ -124,7 +133,19 @@ class ServiceToken:
         value = chosen.token.get_secret_value()
         SECRETS.add(value)
         self._token = value
-        self._next_rotation = item.next_rotation
+        self._schedule(item.next_rotation)
+
+    def _schedule(self, next_rotation: datetime | None) -> None:
+        """When to re-read the item proactively: after its next rotation, or later if that has passed."""
+        now = _now()
+        if next_rotation is None:
+            self._next_check = None
+        elif next_rotation + _ROTATION_SLACK > now:
+            self._next_check = next_rotation + _ROTATION_SLACK
+            self._stale_backoff = _STALE_FIRST
+        else:
+            self._next_check = now + self._stale_backoff
+            self._stale_backoff = min(self._stale_backoff * 2, _STALE_MAX)
 
     def _explain(self, exc: PangeaError) -> str:
         item = self._settings.vault_item_id

@@ -57,8 +57,9 @@ _WHOIS_DATA = {
         "created_date": {"type": "string"},
         "updated_date": {"type": "string"},
         "expires_date": {"type": "string"},
-        "host_names": {"type": "array", "items": {"type": "string"}},
-        "ips": {"type": "array", "items": {"type": "string"}},
+        # Optional in the SDKs (Python Optional[List[str]], Node `host_names?`): null is possible.
+        "host_names": {"type": ["array", "null"], "items": {"type": "string"}},
+        "ips": {"type": ["array", "null"], "items": {"type": "string"}},
         "registrar_name": {"type": "string"},
         "contact_email": {"type": "string"},
         "estimated_domain_age": {"type": "integer"},

@@ -138,6 +138,23 @@ async def test_arguments_are_recorded_only_when_enabled_and_scrubbed(audit: Audi
     assert "hunter2" not in sent and SERVICE_TOKEN not in sent
 
 
+async def test_sensitive_payloads_and_fpe_context_are_never_recorded(audit: AuditFake) -> None:
+    """What is being redacted or revealed is the sensitive data itself: only its size is recorded."""
+    audit.on("redact", "v1/redact", result={"redacted_text": "my SSN is <US_SSN>", "count": 1})
+    audit.on("redact", "v1/unredact", result={"data": "my SSN is 123-45-6789"})
+    settings = trail(services="redact", audit_trail_arguments=True)
+    async with Client(server(settings, audit.transport)) as client:
+        await client.call_tool("redact", {"text": "my SSN is 123-45-6789"})
+        await client.call_tool("unredact", {"redacted_data": "my SSN is 987-65-4321", "fpe_context": "QUJDREVG"})
+    first, second = (details(r)["arguments"] for r in audit.records)
+    assert first["text"].startswith("[content withheld:")
+    assert second["redacted_data"].startswith("[content withheld:")
+    assert second["fpe_context"] == "[REDACTED]"
+    sent = json.dumps(audit.bodies("audit", "v2/log_async"))
+    for value in ("123-45-6789", "987-65-4321", "QUJDREVG"):
+        assert value not in sent
+
+
 async def test_huge_arguments_are_summarised_within_the_field_limit(audit: AuditFake) -> None:
     settings = trail(audit_trail_arguments=True)
     async with Client(server(settings, audit.transport)) as client:

@@ -289,3 +289,19 @@ async def test_poll_false_returns_the_accepted_result(fake: FakePangea) -> None:
     assert response.result.location.startswith("/ip-intel/request/prq_")
     assert [r.method for r in fake.requests] == ["POST"]
     fake._pending.clear()
+
+
+@pytest.mark.parametrize(("http", "attempts"), [(500, 1), (502, 1), (504, 1), (503, 2), (429, 2)])
+async def test_writes_are_retried_only_when_nothing_was_done(
+    fake: FakePangea, http: int, attempts: int
+) -> None:
+    """A 500/502/504 on a write is ambiguous (the write may have happened): no blind retry."""
+    fake.on("ip-intel", "v2/reputation", http=http)
+    client = _client(make_settings(), fake, Sleeps())
+    async with client:
+        if attempts == 1:
+            with pytest.raises(errors.PangeaAPIError):
+                await client.call("ip-intel", "v2/reputation", _Ips(ips=["8.8.8.8"]), _Data, idempotent=False)
+        else:
+            await client.call("ip-intel", "v2/reputation", _Ips(ips=["8.8.8.8"]), _Data, idempotent=False)
+    assert len(fake.calls("ip-intel", "v2/reputation")) == attempts

@@ -120,14 +120,20 @@ async def test_vault_item_of_the_wrong_type_stops_startup(fake: FakePangea, vaul
     assert "not a pangea_token" in str(_startup_error(info.value))
 
 
-async def test_token_is_refreshed_after_next_rotation(fake: FakePangea, vault_settings: Settings) -> None:
-    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    fake.put_token_item(VAULT_ITEM_ID, SERVICE_TOKEN, next_rotation=past)
+async def test_token_is_refreshed_after_next_rotation(
+    fake: FakePangea, vault_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    fake.put_token_item(VAULT_ITEM_ID, SERVICE_TOKEN, next_rotation=soon.isoformat())
     async with Client(build_server(vault_settings, transport=fake.transport)) as client:
-        new_token = fake.rotate_token()
         await client.call_tool("is_vpn", IPS)
-    # Re-read proactively (rotation was due), so the call went out with the new token at once.
-    assert _auth_headers(fake, "ip-intel") == [f"Bearer {new_token}"]
+        new_token = fake.rotate_token()
+        later = soon + timedelta(minutes=1)
+        monkeypatch.setattr("pangea_mcp.vault._now", lambda: later)
+        await client.call_tool("is_vpn", IPS)
+    # Re-read proactively once the rotation was due, so the call went out with the new token at once.
+    assert _auth_headers(fake, "ip-intel") == [f"Bearer {SERVICE_TOKEN}", f"Bearer {new_token}"]
+    assert len(fake.calls("vault", "v2/get")) == 2
 
 
 async def test_no_token_value_reaches_logs(
@@ -160,3 +166,14 @@ def _startup_error(exc: BaseException) -> StartupError:
         if current.__context__ is not None:
             stack.append(current.__context__)
     raise AssertionError(f"no StartupError in {exc!r}")
+
+
+async def test_a_stale_next_rotation_does_not_reread_vault_on_every_call(
+    fake: FakePangea, vault_settings: Settings
+) -> None:
+    fake.put_token_item(VAULT_ITEM_ID, SERVICE_TOKEN, next_rotation="2020-01-01T00:00:00Z")
+    async with Client(build_server(vault_settings, transport=fake.transport)) as client:
+        for _ in range(5):
+            await client.call_tool("is_vpn", IPS)
+    # Startup read only: the rotation date had passed already, so the next check is backed off.
+    assert len(fake.calls("vault", "v2/get")) == 1

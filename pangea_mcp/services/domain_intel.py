@@ -15,6 +15,7 @@ from pangea_mcp.models import (
     PangeaResult,
     Reputation,
     ReputationMap,
+    StrList,
     dedupe,
 )
 
@@ -49,8 +50,8 @@ class WhoisResult(PangeaResult):
     created_date: str | None = None
     updated_date: str | None = None
     expires_date: str | None = None
-    host_names: list[str] = Field(default_factory=list, description="Name servers")
-    ips: list[str] = Field(default_factory=list)
+    host_names: StrList = Field(default_factory=list, description="Name servers")
+    ips: StrList = Field(default_factory=list)
     registrar_name: str | None = None
     contact_email: str | None = None
     estimated_domain_age: int | None = Field(

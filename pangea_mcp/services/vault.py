@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr
 
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import tool_errors
+from pangea_mcp.logs import SECRETS
 from pangea_mcp.models import PangeaRequest, PangeaResult
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,15 @@ class VaultDeleteReport(PangeaResult):
     request_id: str | None = None
 
 
+def _holds_own_secret(raw: _RawItem) -> bool:
+    """Whether any version holds a secret of this server's own (its service or Vault token)."""
+    return any(
+        getattr(v, f) is not None and getattr(v, f).get_secret_value() in SECRETS
+        for v in raw.item_versions
+        for f in _VALUE_FIELDS
+    )
+
+
 def _metadata(raw: _RawItem, *, reveal: bool = False) -> dict[str, Any]:
     versions = []
     for v in raw.item_versions:
@@ -247,7 +257,8 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
     async def get_vault_item(id: ItemId) -> VaultItemReport:
         with tool_errors():
             raw, request_id = await _get(id)
-        allowed = reveal and id != own_item
+        # Never this server's own credentials, whichever item holds them (PANGEA_TOKEN may live in Vault too).
+        allowed = reveal and id != own_item and not _holds_own_secret(raw)
         return VaultItemReport(
             **_metadata(raw, reveal=allowed), values_revealed=allowed, request_id=request_id
         )
@@ -345,6 +356,10 @@ def register(mcp: FastMCP, pangea: PangeaClient) -> None:
             )
         with tool_errors():
             raw, _ = await _get(id)
+        if _holds_own_secret(raw):
+            raise ToolError(
+                f"Refused: Vault item {id} holds this server's own credentials and cannot be deleted here."
+            )
         label = f"{raw.type or 'item'} {raw.name or ''!r} in folder {raw.folder or '/'}".replace("''", "")
         question = f"Delete Vault item {id} ({label})? This cannot be undone."
         confirmed = await _confirm(ctx, question)

@@ -99,3 +99,17 @@ async def test_whois_error_reaches_the_model(settings: Settings, fake: FakePange
 
 async def _no_sleep(_seconds: float) -> None:
     return None
+
+
+async def test_whois_accepts_null_lists(settings: Settings, fake: FakePangea) -> None:
+    data = {
+        "domain_name": "example.org",
+        "domain_availability": "UNAVAILABLE",
+        "host_names": None,
+        "ips": None,
+    }
+    fake.on("domain-intel", "v1/whois", result={"data": data})
+    async with Client(build_server(settings, transport=fake.transport)) as client:
+        result = await client.call_tool("whois", {"domain": "example.org"})
+    assert result.structured_content is not None
+    assert result.structured_content["host_names"] == [] and result.structured_content["ips"] == []

@@ -351,3 +351,20 @@ async def test_the_servers_own_token_item_is_never_deleted(fake: FakePangea) -> 
             await client.call_tool("delete_vault_item", {"id": VAULT_ITEM_ID})
     assert answer.messages == []
     assert fake.calls("vault", "v2/delete") == []
+
+
+async def test_an_item_holding_the_static_service_token_is_never_revealed_or_deleted(fake: FakePangea) -> None:
+    """PANGEA_TOKEN (no Vault settings) may live in Vault too: its value is recognised, not its id."""
+    token = next(iter(fake.service_tokens))
+    holder = "pvi_" + "e" * 32
+    fake.put_token_item(holder, token)
+    answer = Answer(True)
+    settings = writes(vault_reveal_values=True)
+    async with Client(build_server(settings, transport=fake.transport), elicitation_handler=answer) as client:
+        shown = await client.call_tool("get_vault_item", {"id": holder})
+        with pytest.raises(ToolError, match="own credentials"):
+            await client.call_tool("delete_vault_item", {"id": holder})
+    assert shown.structured_content is not None and shown.structured_content["values_revealed"] is False
+    assert token not in everything(shown)
+    assert answer.messages == []
+    assert fake.calls("vault", "v2/delete") == []
