@@ -145,7 +145,9 @@ async def test_sensitive_payloads_and_fpe_context_are_never_recorded(audit: Audi
     settings = trail(services="redact", audit_trail_arguments=True)
     async with Client(server(settings, audit.transport)) as client:
         await client.call_tool("redact", {"text": "my SSN is 123-45-6789"})
-        await client.call_tool("unredact", {"redacted_data": "my SSN is 987-65-4321", "fpe_context": "QUJDREVG"})
+        await client.call_tool(
+            "unredact", {"redacted_data": "my SSN is 987-65-4321", "fpe_context": "QUJDREVG"}
+        )
     first, second = (details(r)["arguments"] for r in audit.records)
     assert first["text"].startswith("[content withheld:")
     assert second["redacted_data"].startswith("[content withheld:")

@@ -353,7 +353,9 @@ async def test_the_servers_own_token_item_is_never_deleted(fake: FakePangea) -> 
     assert fake.calls("vault", "v2/delete") == []
 
 
-async def test_an_item_holding_the_static_service_token_is_never_revealed_or_deleted(fake: FakePangea) -> None:
+async def test_an_item_holding_the_static_service_token_is_never_revealed_or_deleted(
+    fake: FakePangea,
+) -> None:
     """PANGEA_TOKEN (no Vault settings) may live in Vault too: its value is recognised, not its id."""
     token = next(iter(fake.service_tokens))
     holder = "pvi_" + "e" * 32
