@@ -117,6 +117,35 @@ class Settings(BaseSettings):
     audit_trail_interval: float = Field(
         default=2.0, gt=0, le=60, description="Seconds audit-trail events may wait to fill a batch."
     )
+    guard: bool | None = Field(
+        default=None,
+        description="Check every tool call's arguments and result with AI Guard (on by default when a "
+        "token is configured; false turns it off).",
+    )
+    guard_fail_open: bool = Field(
+        default=False,
+        description="When AI Guard is unreachable or failing, let calls through unguarded (logged) instead "
+        "of failing them.",
+    )
+    guard_input_recipe: str = Field(
+        default="pangea_agent_pre_tool_guard",
+        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+        description="AI Guard recipe for tool arguments.",
+    )
+    guard_output_recipe: str = Field(
+        default="pangea_agent_post_tool_guard",
+        pattern=r"^[A-Za-z0-9_.-]{1,128}$",
+        description="AI Guard recipe for tool results, resources, prompts and (proxy) tool descriptions.",
+    )
+    guard_app_name: str = Field(
+        default="pangea-mcp",
+        min_length=1,
+        max_length=128,
+        description="Application name sent to AI Guard (extra_info.app_name) for its activity log.",
+    )
+    guard_app_id: str | None = Field(
+        default=None, max_length=128, description="Application id sent to AI Guard (app_id)."
+    )
     services: Annotated[tuple[str, ...], NoDecode] = Field(
         default=SERVICE_MODULES,
         description="Comma-separated service modules to enable: " + ", ".join(SERVICE_MODULES) + ".",

@@ -20,6 +20,7 @@ from pangea_mcp.audit_trail import AuditTrail
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import argument_message
+from pangea_mcp.guard import EXEMPT_TOOLS, AIGuard, guard_enabled
 from pangea_mcp.services import REGISTRARS
 from pangea_mcp.vault import ServiceToken
 
@@ -83,6 +84,12 @@ def build_server(
     tokens = ServiceToken(settings, pangea)
     pangea.tokens = tokens
     trail = AuditTrail(settings, pangea, sleep=sleep) if settings.audit_trail else None
+    middleware: list[Middleware] = [ArgumentErrors()]
+    if trail is not None:
+        # Outside the guard, so a call the guard blocked is still recorded (as an error).
+        middleware.append(trail.middleware())
+    if guard_enabled(settings):
+        middleware.append(AIGuard(settings, pangea, server_name="pangea-mcp", exempt=EXEMPT_TOOLS))
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
@@ -100,7 +107,7 @@ def build_server(
         lifespan=lifespan,
         mask_error_details=True,
         on_duplicate="error",
-        middleware=[ArgumentErrors(), *([trail.middleware()] if trail is not None else [])],
+        middleware=middleware,
     )
     for name in settings.services:
         REGISTRARS[name](mcp, pangea)

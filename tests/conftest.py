@@ -20,6 +20,8 @@ def make_settings(**overrides: object) -> Settings:
         "retry_backoff": 0.0,
         "poll_interval": 0.0,
         "request_timeout": 5.0,
+        # The AI Guard middleware is on by default with a token; guard tests turn it on explicitly.
+        "guard": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -87,6 +87,16 @@ class Recorded:
 
 
 @dataclass
+class GuardRule:
+    contains: str
+    action: str  # "block" or "redact"
+    event_type: str | None
+    detector: str
+    replacement: str
+    entity_type: str
+
+
+@dataclass
 class _Pending:
     service: str
     path: str
@@ -104,6 +114,7 @@ class FakePangea:
         self._scripts: dict[tuple[str, str], deque[Reply]] = {}
         self._pending: dict[str, _Pending] = {}
         self.vault_items: dict[str, dict[str, Any]] = {}
+        self.guard_rules: list[GuardRule] = []
         self.put_token_item(VAULT_ITEM_ID, service_token)
         self.transport = httpx.ASGITransport(app=self.app)
 
@@ -129,6 +140,29 @@ class FakePangea:
             http = HTTP_FOR_STATUS.get(status or "Success", 200)
         reply = Reply(http, status, summary, result, headers or {}, delay, raw, accepted_polls)
         self._scripts.setdefault((service, path.strip("/")), deque()).extend([reply] * times)
+
+    def guard_blocks(
+        self, contains: str, *, event_type: str | None = None, detector: str = "malicious_prompt"
+    ) -> None:
+        """AI Guard /v1/guard blocks any request whose input contains `contains` (optionally: of one event type).
+
+        `detector` decides how the finding is reported: malicious_prompt (an analyzer score) or an entity
+        detector such as confidential_and_pii_entity or secret_and_key_entity (the matched value, as Pangea
+        reports it, which the code under test must never echo).
+        """
+        self.guard_rules.append(GuardRule(contains, "block", event_type, detector, "", ""))
+
+    def guard_redacts(
+        self,
+        contains: str,
+        replacement: str,
+        *,
+        event_type: str | None = None,
+        entity_type: str = "EMAIL_ADDRESS",
+        detector: str = "confidential_and_pii_entity",
+    ) -> None:
+        """AI Guard /v1/guard replaces `contains` by `replacement` in every message it is sent (transformed)."""
+        self.guard_rules.append(GuardRule(contains, "redact", event_type, detector, replacement, entity_type))
 
     def put_token_item(self, item_id: str, token: str, *, version: int = 1, **extra: Any) -> None:
         now = _now()
@@ -302,6 +336,8 @@ class FakePangea:
             if item is None:
                 return Reply(404, "VaultItemNotFound", f"Item {body['id']} not found")
             return Reply(result=item)
+        if service == "ai-guard" and path == "v1/guard":
+            return Reply(result=_guard(body, self.guard_rules))
         if service == "ip-intel" and path.startswith("v2/"):
             kind = path.removeprefix("v2/")
             return Reply(result={"data": {ip: _ip_data(kind, ip) for ip in body["ips"]}})
@@ -455,3 +491,80 @@ def _password_prefix(prefix: str, *, raw: bool) -> dict[str, Any]:
         # Keys are the breached full hashes; the value (a count here) has an UNCONFIRMED layout (api.md 9).
         result["raw_data"] = {h: 1 + _digest(h) % 50 for h in hashes}
     return result
+
+
+# -- AI Guard /v1/guard default (pangea-api.md 5.1) --------------------------------------------------
+
+_ENTITY_DETECTORS = (
+    "confidential_and_pii_entity",
+    "secret_and_key_entity",
+    "custom_entity",
+    "malicious_entity",
+)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in the input (message contents, tool names and descriptions, ...), as sent."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _replace_strings(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_replace_strings(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _replace_strings(v, old, new) for k, v in value.items()}
+    return value
+
+
+def _guard(body: dict[str, Any], rules: list[GuardRule]) -> dict[str, Any]:
+    """Not blocked, not transformed, `output` mirroring `input`; unless a scripted rule matches its input."""
+    detectors: dict[str, Any] = {
+        "malicious_prompt": {"detected": False, "data": {"action": "", "analyzer_responses": []}},
+        "confidential_and_pii_entity": {"detected": False, "data": {"entities": []}},
+        "secret_and_key_entity": {"detected": False, "data": {"entities": []}},
+    }
+    output = json.loads(json.dumps(body["input"]))
+    texts = list(_strings(body["input"]))
+    blocked = transformed = False
+    for rule in rules:
+        if rule.event_type not in (None, body.get("event_type", "input")):
+            continue
+        if not any(rule.contains in text for text in texts):
+            continue
+        action = "blocked" if rule.action == "block" else "redacted:replaced"
+        if rule.detector in _ENTITY_DETECTORS:
+            entity: dict[str, Any] = {"type": rule.entity_type or "SECRET", "value": rule.contains}
+            if rule.detector != "malicious_entity":
+                entity["action"] = action
+            found = detectors.setdefault(rule.detector, {"detected": True, "data": {"entities": []}})
+            found["detected"] = True
+            found["data"]["entities"].append(entity)
+        else:
+            detectors[rule.detector] = {
+                "detected": True,
+                "data": {
+                    "action": action,
+                    "analyzer_responses": [{"analyzer": "PA4002", "confidence": 0.98}],
+                },
+            }
+        if rule.action == "block":
+            blocked = True
+        else:
+            transformed = True
+            output = _replace_strings(output, rule.contains, rule.replacement)
+    return {
+        "recipe": body.get("recipe", "pangea_prompt_guard"),
+        "blocked": blocked,
+        "transformed": transformed,
+        "output": output,
+        "detectors": detectors,
+    }

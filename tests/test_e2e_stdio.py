@@ -75,6 +75,9 @@ def child_env(template: str | None = None, **settings: str) -> dict[str, str]:
         "PANGEA_REQUEST_TIMEOUT": "10",
         # This file covers the core issue's seven intel tools.
         "PANGEA_SERVICES": "ip_intel,domain_intel",
+        # The AI Guard middleware (on by default with a token) is covered by tests/test_guard.py and
+        # tests/test_proxy.py; these tests count and check the requests of the tools themselves.
+        "PANGEA_GUARD": "false",
     }
     if template is not None:
         env["PANGEA_BASE_URL_TEMPLATE"] = template

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Annotated, Literal
 
 from fastmcp import Context, FastMCP
@@ -11,6 +10,7 @@ from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pangea_mcp.client import PangeaClient
+from pangea_mcp.detectors import AccessRule, Detector, DetectorSummary, summarise
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import PangeaRequest, PangeaResult
 
@@ -114,39 +114,7 @@ class _GuardRequest(PangeaRequest):
     recipe: str
 
 
-# -- what Pangea returns (only the parts kept; entity `value`s are never read) ---------------------
-
-
-class _Entity(PangeaResult):
-    type: str = "unknown"
-    action: str | None = None
-
-
-class _Score(PangeaResult):
-    category: str | None = None
-    analyzer: str | None = None
-    topic: str | None = None
-    confidence: float | None = None
-
-
-class _DetectorData(PangeaResult):
-    action: str | None = None
-    entities: list[_Entity | str] = Field(default_factory=list)
-    classifications: list[_Score] = Field(default_factory=list)
-    analyzer_responses: list[_Score] = Field(default_factory=list)
-    topics: list[_Score] = Field(default_factory=list)
-    language: str | None = None
-
-
-class _Detector(PangeaResult):
-    detected: bool | None = None
-    data: _DetectorData | None = None
-
-
-class _AccessRule(PangeaResult):
-    name: str
-    matched: bool
-    action: str
+# -- what Pangea returns (detector shapes in pangea_mcp.detectors) ---------------------------------
 
 
 class _Message(PangeaResult):
@@ -155,39 +123,18 @@ class _Message(PangeaResult):
 
 
 class _GuardResult(PangeaResult):
-    detectors: dict[str, _Detector] = Field(default_factory=dict)
+    # Required (as in the spec): an answer without detectors must fail closed, never read as "clean".
+    detectors: dict[str, Detector]
     blocked: bool = False
     transformed: bool = False
     recipe: str | None = None
     prompt_text: str | None = None
     prompt_messages: list[_Message] | None = None
-    access_rules: dict[str, _AccessRule] = Field(default_factory=dict)
+    access_rules: dict[str, AccessRule] = Field(default_factory=dict)
     fpe_context: str | None = None
 
 
 # -- what the tool returns -------------------------------------------------------------------------
-
-
-class EntityCount(PangeaResult):
-    type: str = Field(description="Entity type, e.g. US_SSN, EMAIL_ADDRESS, URL, competitor")
-    action: str | None = Field(default=None, description="What AI Guard did, e.g. redacted:replaced")
-    count: int = Field(description="How many were found")
-
-
-class Classification(PangeaResult):
-    label: str = Field(description="Category, analyzer or topic that fired")
-    confidence: float | None = Field(default=None, description="0 to 1")
-
-
-class DetectorSummary(PangeaResult):
-    detector: str = Field(description="Detector name, e.g. prompt_injection, pii_entity, secrets_detection")
-    detected: bool | None = Field(default=None, description="Whether it found something")
-    action: str | None = Field(default=None, description="Action it took, e.g. blocked, reported")
-    entities: list[EntityCount] = Field(
-        default_factory=list, description="Entity types found and how many (never the values)"
-    )
-    classifications: list[Classification] = Field(default_factory=list)
-    language: str | None = Field(default=None, description="Language (or code language) detected")
 
 
 class AccessRuleSummary(PangeaResult):
@@ -220,29 +167,6 @@ class GuardReport(PangeaResult):
     request_id: str | None = Field(default=None, description="Pangea request id")
 
 
-def _summarise(name: str, detector: _Detector) -> DetectorSummary:
-    data = detector.data or _DetectorData()
-    counts: Counter[tuple[str, str | None]] = Counter()
-    for entity in data.entities:
-        if isinstance(entity, str):
-            # Competitor names: report how many, not which.
-            counts["competitor", data.action] += 1
-        else:
-            counts[entity.type, entity.action] += 1
-    scores = [*data.classifications, *data.analyzer_responses, *data.topics]
-    return DetectorSummary(
-        detector=name,
-        detected=detector.detected,
-        action=data.action,
-        entities=[EntityCount(type=t, action=a, count=n) for (t, a), n in counts.items()],
-        classifications=[
-            Classification(label=s.category or s.analyzer or s.topic or "unknown", confidence=s.confidence)
-            for s in scores
-        ],
-        language=data.language,
-    )
-
-
 def _content(result: _GuardResult, body: _GuardRequest) -> tuple[str | None, list[GuardedMessage] | None]:
     """The text or messages to hand back: Pangea's processed copy; none at all when blocked."""
     if result.blocked:
@@ -267,7 +191,7 @@ def _report(result: _GuardResult, body: _GuardRequest, request_id: str | None) -
         recipe=result.recipe or body.recipe,
         text=out_text,
         messages=out_messages,
-        detectors=[_summarise(name, d) for name, d in result.detectors.items()],
+        detectors=[summarise(name, d) for name, d in result.detectors.items()],
         access_rules=[
             AccessRuleSummary(name=r.name, matched=r.matched, action=r.action)
             for r in result.access_rules.values()
