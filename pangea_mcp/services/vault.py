@@ -102,50 +102,9 @@ class _Delete(PangeaRequest):
     id: str
 
 
-class _RawVersion(PangeaResult):
-    version: int | None = None
-    state: str | None = None
-    created_at: str | None = None
-    rotated_at: str | None = None
-    destroyed_at: str | None = None
-    public_key: str | None = None
-    # Value fields are held as secrets; they leave only through `reveal`.
-    secret: SecretStr | None = None
-    token: SecretStr | None = None
-    client_secret: SecretStr | None = None
+class _VersionFields(PangeaResult):
+    """A version's metadata, as Vault sends it and as the tools return it."""
 
-
-class _RawItem(PangeaResult):
-    id: str | None = None
-    type: str | None = None
-    name: str | None = None
-    folder: str | None = None
-    purpose: str | None = None
-    algorithm: str | None = None
-    enabled: bool | None = None
-    exportable: bool | None = None
-    num_versions: int | None = None
-    tags: list[str] = Field(default_factory=list)
-    created_at: str | None = None
-    last_rotated: str | None = None
-    next_rotation: str | None = None
-    disabled_at: str | None = None
-    rotation_frequency: str | None = None
-    rotation_state: str | None = None
-    rotation_grace_period: str | None = None
-    item_versions: list[_RawVersion] = Field(default_factory=list)
-
-
-class _RawList(PangeaResult):
-    items: list[_RawItem] = Field(default_factory=list)
-    last: str | None = None
-
-
-class _Deleted(PangeaResult):
-    id: str | None = None
-
-
-class VaultItemVersion(PangeaResult):
     version: int | None = None
     state: str | None = Field(
         default=None, description="active, deactivated, suspended, compromised or destroyed"
@@ -156,12 +115,18 @@ class VaultItemVersion(PangeaResult):
     public_key: str | None = Field(
         default=None, description="PEM public key (asymmetric keys only; not secret)"
     )
-    value: str | None = Field(
-        default=None, description="Secret or token value; only when the server allows revealing values"
-    )
 
 
-class VaultItem(PangeaResult):
+class _RawVersion(_VersionFields):
+    # Value fields are held as secrets; they leave only through `reveal`.
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+    client_secret: SecretStr | None = None
+
+
+class _ItemFields(PangeaResult):
+    """An item's metadata, as Vault sends it and as the tools return it."""
+
     id: str | None = None
     type: str | None = Field(
         default=None, description="secret, pangea_token, symmetric_key, asymmetric_key, ..."
@@ -181,6 +146,28 @@ class VaultItem(PangeaResult):
     rotation_frequency: str | None = None
     rotation_state: str | None = None
     rotation_grace_period: str | None = None
+
+
+class _RawItem(_ItemFields):
+    item_versions: list[_RawVersion] = Field(default_factory=list)
+
+
+class _RawList(PangeaResult):
+    items: list[_RawItem] = Field(default_factory=list)
+    last: str | None = None
+
+
+class _Deleted(PangeaResult):
+    id: str | None = None
+
+
+class VaultItemVersion(_VersionFields):
+    value: str | None = Field(
+        default=None, description="Secret or token value; only when the server allows revealing values"
+    )
+
+
+class VaultItem(_ItemFields):
     versions: list[VaultItemVersion] = Field(default_factory=list)
 
 
@@ -219,9 +206,7 @@ def _metadata(raw: _RawItem, *, reveal: bool = False) -> dict[str, Any]:
         value = next((getattr(v, f) for f in _VALUE_FIELDS if getattr(v, f) is not None), None)
         versions.append(
             VaultItemVersion(
-                **v.model_dump(
-                    include={"version", "state", "created_at", "rotated_at", "destroyed_at", "public_key"}
-                ),
+                **v.model_dump(include=set(_VersionFields.model_fields)),
                 value=value.get_secret_value() if (reveal and value is not None) else None,
             )
         )
