@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -26,8 +27,25 @@ SERVICE_MODULES: tuple[str, ...] = (
     "vault",
 )
 
+#: Service modules with a local implementation (no Pangea account needed).
+LOCAL_MODULES: tuple[str, ...] = ("redact", "audit", "ip_intel", "domain_intel")
+
 _VAULT_ID = r"^pvi_[a-z2-7]{32}$"
 _CONFIG_ID = r"^pci_[a-z2-7]{32}$"
+
+
+def _modules(value: object, choices: tuple[str, ...]) -> object:
+    """A comma-separated (or list) selection of module names, checked and put in `choices` order."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple | set | frozenset):
+        unknown = sorted(str(v) for v in value if v not in choices)
+        if unknown:
+            raise ValueError(
+                f"unknown service module(s) {', '.join(unknown)}; choose from {', '.join(choices)}"
+            )
+        return tuple(name for name in choices if name in value)
+    return value
 
 
 class Settings(BaseSettings):
@@ -150,6 +168,93 @@ class Settings(BaseSettings):
         default=SERVICE_MODULES,
         description="Comma-separated service modules to enable: " + ", ".join(SERVICE_MODULES) + ".",
     )
+    backend: Literal["auto", "pangea", "local"] = Field(
+        default="auto",
+        description="Who answers the tools: pangea (needs a token), local (no account: geolocate, whois, "
+        "redact, audit log), or auto (pangea when a token is configured, else local).",
+    )
+    local_services: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Service modules answered by the local backend even when a token is configured "
+        "(hybrid), e.g. audit. Local ones: " + ", ".join(LOCAL_MODULES) + ".",
+    )
+    local_audit_db: Path | None = Field(
+        default=None,
+        description="SQLite file of the local audit log (default: audit.sqlite3 in the user data directory).",
+    )
+    local_signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key (PKCS#8 PEM, created with mode 0600 when missing) that signs local audit "
+        "roots (default: audit-signing-key.pem in the user config directory).",
+    )
+    rdap_url: str | None = Field(
+        default=None,
+        description="RDAP server for every local whois lookup (default: the registry's server from the "
+        "IANA bootstrap data shipped with the package).",
+    )
+    mcp_transport: Literal["stdio", "http"] = Field(
+        default="stdio", description="How `pangea-mcp serve` talks MCP: stdio, or streamable HTTP at /mcp."
+    )
+    mcp_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="HTTP bind address; anything but loopback requires PANGEA_MCP_AUTH_TOKEN or a JWT key.",
+    )
+    mcp_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    mcp_auth_token: SecretStr | None = Field(
+        default=None, description="Bearer token HTTP clients must send (Authorization: Bearer ...)."
+    )
+    mcp_jwt_jwks_uri: str | None = Field(
+        default=None, description="JWKS URL whose keys verify HTTP clients' JWT bearer tokens."
+    )
+    mcp_jwt_public_key: str | None = Field(
+        default=None, description="PEM public key that verifies HTTP clients' JWT bearer tokens."
+    )
+    mcp_jwt_issuer: str | None = Field(default=None, description="Required JWT issuer (iss).")
+    mcp_jwt_audience: str | None = Field(default=None, description="Required JWT audience (aud).")
+    mcp_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated Host header values accepted over HTTP, besides loopback names "
+        "(DNS-rebinding protection; * accepts any).",
+    )
+    mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated browser Origins accepted over HTTP, besides loopback ones "
+        "(requests without an Origin header are accepted).",
+    )
+    mcp_stateless: bool = Field(
+        default=False,
+        description="Serve HTTP without sessions, so any replica behind a load balancer answers any call.",
+    )
+    mcp_rate_limit: float = Field(
+        default=100.0,
+        ge=0,
+        le=100000,
+        description="Requests per second each HTTP client may make (sustained; 0 turns the limit off).",
+    )
+    mcp_rate_burst: int = Field(
+        default=200, ge=1, le=1000000, description="Requests an HTTP client may make in a burst."
+    )
+    mcp_max_response_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        le=100_000_000,
+        description="Largest tool result returned; a bigger one becomes an error saying so.",
+    )
+    mcp_shutdown_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="Seconds in-flight calls may take to finish after SIGTERM.",
+    )
+    cache_ttl: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="Seconds an intel lookup result is reused (per item; errors never cached; 0 turns "
+        "the cache off).",
+    )
+    cache_size: int = Field(default=10_000, ge=0, le=10_000_000, description="Most items in the intel cache.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="WARNING", description="Log level; logs always go to stderr."
     )
@@ -162,14 +267,18 @@ class Settings(BaseSettings):
     @field_validator("services", mode="before")
     @classmethod
     def _split_services(cls, value: object) -> object:
+        return _modules(value, SERVICE_MODULES)
+
+    @field_validator("local_services", mode="before")
+    @classmethod
+    def _split_local_services(cls, value: object) -> object:
+        return _modules(value, LOCAL_MODULES)
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple | set | frozenset):
-            unknown = sorted(str(v) for v in value if v not in SERVICE_MODULES)
-            if unknown:
-                choices = ", ".join(SERVICE_MODULES)
-                raise ValueError(f"unknown service module(s) {', '.join(unknown)}; choose from {choices}")
-            return tuple(name for name in SERVICE_MODULES if name in value)
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("base_url_template", "domain", mode="before")
@@ -206,7 +315,11 @@ class Settings(BaseSettings):
             raise ValueError("PANGEA_VAULT_ITEM_ID is required when PANGEA_VAULT_TOKEN is set")
         if self.vault_item_id is not None and self.vault_token is None:
             raise ValueError("PANGEA_VAULT_TOKEN is required when PANGEA_VAULT_ITEM_ID is set")
-        for name in ("token", "vault_token"):
+        if self.backend == "pangea" and not self.has_credentials:
+            raise ValueError(
+                "PANGEA_BACKEND=pangea needs PANGEA_TOKEN (or PANGEA_VAULT_TOKEN + PANGEA_VAULT_ITEM_ID)"
+            )
+        for name in ("token", "vault_token", "mcp_auth_token"):
             secret: SecretStr | None = getattr(self, name)
             if secret is not None and not re.fullmatch(r"[\x21-\x7e]+", secret.get_secret_value()):
                 # Checked here (not with a pattern) so the error never echoes the value.
@@ -234,6 +347,15 @@ class Settings(BaseSettings):
         base = self.url_template.replace("{SERVICE_NAME}", service).rstrip("/")
         return base + "/" + path.lstrip("/")
 
+    def service_backend(self, service: str) -> Literal["pangea", "local"]:
+        """Which backend answers a service module: local when asked for (or no account), else Pangea."""
+        if service in self.local_services:
+            return "local"
+        if self.backend == "local" or (self.backend == "auto" and not self.has_credentials):
+            return "local"
+        return "pangea"
+
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds, for scrubbing output."""
-        return [s.get_secret_value() for s in (self.token, self.vault_token) if s is not None]
+        secrets = (self.token, self.vault_token, self.mcp_auth_token)
+        return [s.get_secret_value() for s in secrets if s is not None]
