@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pangea_mcp import __version__
 from pangea_mcp.audit_trail import AuditTrail
+from pangea_mcp.backends import Backends
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import argument_message
@@ -83,6 +84,7 @@ def build_server(
     pangea = PangeaClient(settings, transport=transport, sleep=sleep)
     tokens = ServiceToken(settings, pangea)
     pangea.tokens = tokens
+    backends = Backends(settings, pangea)
     trail = AuditTrail(settings, pangea, sleep=sleep) if settings.audit_trail else None
     middleware: list[Middleware] = [ArgumentErrors()]
     if trail is not None:
@@ -98,7 +100,10 @@ def build_server(
             if trail is not None:
                 # Flushes the audit trail on the way out, while the client is still open.
                 await stack.enter_async_context(trail.running())
-            yield {}
+            try:
+                yield {}
+            finally:
+                await backends.shutdown()
 
     mcp = FastMCP(
         "pangea-mcp",
@@ -110,5 +115,6 @@ def build_server(
         middleware=middleware,
     )
     for name in settings.services:
-        REGISTRARS[name](mcp, pangea)
+        if backends.serves(name):
+            REGISTRARS[name](mcp, backends)
     return mcp

@@ -1,10 +1,10 @@
-"""Service modules: one register(mcp, pangea) function per Pangea service, in tool-list order."""
+"""Service modules: one register(mcp, backends) function per Pangea service, in tool-list order."""
 
 from collections.abc import Callable
 
 from fastmcp import FastMCP
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.services import (
     ai_guard,
     audit,
@@ -18,7 +18,7 @@ from pangea_mcp.services import (
     vault,
 )
 
-Registrar = Callable[[FastMCP, PangeaClient], None]
+Registrar = Callable[[FastMCP, Backends], None]
 
 #: Keyed by the names PANGEA_SERVICES accepts (config.SERVICE_MODULES), in tool-list order.
 REGISTRARS: dict[str, Registrar] = {

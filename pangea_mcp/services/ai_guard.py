@@ -9,7 +9,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.detectors import AccessRule, Detector, DetectorSummary, summarise
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import PangeaRequest, PangeaResult
@@ -201,7 +201,9 @@ def _report(result: _GuardResult, body: _GuardRequest, request_id: str | None) -
     )
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name=TOOL, title="AI Guard", annotations=_CHECK, tags={SERVICE})
     async def prompt_guard(
         ctx: Context,

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from pangea_mcp import audit_verify as av
 from pangea_mcp.audit_trail import LIMITS, MAX_TEXT, signer_from
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.models import PangeaRequest, PangeaResult
 from pangea_mcp.services.audit_root import SERVICE, Roots, register_root
@@ -102,7 +102,8 @@ class LogEntryReport(PangeaResult):
     request_id: str | None = None
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
     settings = pangea.settings
     signer = signer_from(settings)
     roots = Roots(pangea, settings.audit_config_id)

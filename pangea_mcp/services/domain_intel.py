@@ -6,7 +6,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.models import (
     Domain,
@@ -70,7 +70,9 @@ class WhoisReport(WhoisResult):
     request_id: str | None = Field(default=None, description="Pangea request id")
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name="lookup_domain_reputation", title="Domain reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_domain_reputation(domains: DomainList, ctx: Context) -> DomainReputationReport:
         """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per domain.

@@ -8,7 +8,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field, field_validator
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import NotFound, tool_errors
 from pangea_mcp.models import IpAddress, PangeaRequest, PangeaResult, Scope, ip_scope, scope_note
 
@@ -100,7 +100,9 @@ _NO_RESULT = "Pangea returned no embargo data for this {what}, so nothing was ch
 _NOT_LOCATED = "Pangea could not locate this address in any country (IPNotFound), so nothing was checked"
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name="check_ip_embargo", title="Embargo check for an IP", annotations=_LOOKUP, tags={SERVICE})
     async def check_ip_embargo(ip: IpAddress, ctx: Context) -> IpEmbargoReport:
         """Return the sanctions and trade embargoes (count + list) covering the country an IP address is in.

@@ -8,7 +8,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import (
     HASH_TYPE_BY_LENGTH,
@@ -66,7 +66,9 @@ def _hash_type(hashes: list[str], declared: HashType | None) -> HashType:
     return kinds[0]
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name=TOOL, title="File reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_file_reputation(
         hashes: FileHashList,

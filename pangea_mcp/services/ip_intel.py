@@ -9,6 +9,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from pangea_mcp.backends import Backends
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.models import (
@@ -168,7 +169,9 @@ async def _lookup(
     return items, request_id
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name="lookup_ip_address_reputation", title="IP reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_ip_address_reputation(ipAddresses: IpAddressList, ctx: Context) -> IpReputationReport:
         """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per IP.

@@ -10,7 +10,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.models import PangeaRequest, PangeaResult, dedupe
 
@@ -221,7 +221,8 @@ class UnredactReport(PangeaResult):
     request_id: str | None = Field(default=None, description="Pangea request id")
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
     # config_id comes from the server's configuration, never from the model (many projects hold one).
     config_id = pangea.settings.redact_config_id
 

@@ -6,7 +6,7 @@ from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.models import (
     PangeaRequest,
@@ -46,7 +46,9 @@ def _key(text: str) -> str:
         return text
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name="lookup_url_reputation", title="URL reputation", annotations=_LOOKUP, tags={SERVICE})
     async def lookup_url_reputation(urls: UrlList, ctx: Context) -> UrlReputationReport:
         """Return a verdict (malicious, suspicious, unknown, benign), a 0-100 score and categories per URL.

@@ -11,7 +11,7 @@ from fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field, SecretStr
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import Domain, Email, IpAddress, PangeaRequest, PangeaResult, PhoneNumber
 
@@ -115,7 +115,9 @@ def _count(entry: object) -> int | None:
     return None
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
+
     @mcp.tool(name="check_breached", title="Breached-user check", annotations=_LOOKUP, tags={SERVICE})
     async def check_breached(
         ctx: Context,

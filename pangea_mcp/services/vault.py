@@ -17,7 +17,7 @@ from mcp.types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field, SecretStr
 
-from pangea_mcp.client import PangeaClient
+from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
 from pangea_mcp.logs import SECRETS
 from pangea_mcp.models import PangeaRequest, PangeaResult
@@ -213,7 +213,8 @@ def _metadata(raw: _RawItem, *, reveal: bool = False) -> dict[str, Any]:
     return {**raw.model_dump(exclude={"item_versions"}), "versions": versions}
 
 
-def register(mcp: FastMCP, pangea: PangeaClient) -> None:
+def register(mcp: FastMCP, backends: Backends) -> None:
+    pangea = backends.pangea
     settings = pangea.settings
     # Vault calls use the Vault-scoped token when one is configured, else the service token.
     token = settings.vault_token
