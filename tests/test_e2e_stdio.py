@@ -406,14 +406,15 @@ def test_invalid_setting_stops_startup_naming_the_variable(tmp_path: Path) -> No
     assert_no_canary("stderr", stderr, [token])
 
 
-def test_no_credentials_stops_startup_naming_pangea_token(tmp_path: Path) -> None:
-    code, stdout, stderr = run_until_exit(child_env("http://127.0.0.1:9/{SERVICE_NAME}"), tmp_path)
+def test_pangea_backend_without_credentials_stops_startup_naming_pangea_token(tmp_path: Path) -> None:
+    # With no token the local backend answers (tests/test_e2e_local.py); asking for Pangea explicitly
+    # without one is a configuration error.
+    env = child_env("http://127.0.0.1:9/{SERVICE_NAME}", backend="pangea")
+    code, stdout, stderr = run_until_exit(env, tmp_path)
 
-    assert code != 0
+    assert code == 2
     assert stdout == ""
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("pangea-mcp: "), last
-    assert "PANGEA_TOKEN" in last
+    assert "PANGEA_TOKEN" in stderr
     assert "Traceback" not in stderr
 
 
