@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
 
 from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from pangea_mcp.backends import Backends
-from pangea_mcp.errors import tool_errors
+from pangea_mcp.client import PangeaClient, ProgressFn
+from pangea_mcp.errors import invalid_arguments, tool_errors
+from pangea_mcp.local import redaction
 from pangea_mcp.models import PangeaRequest, PangeaResult, dedupe
 
 SERVICE = "redact"
@@ -118,7 +122,8 @@ RuleNames = Annotated[
         json_schema_extra={"uniqueItems": True},
         description="Redact rule names to apply instead of the configuration's defaults, each once, "
         "e.g. EMAIL_ADDRESS, PHONE_NUMBER, US_SSN, CREDIT_CARD, PERSON, IP_ADDRESS. Omit to use the "
-        "configuration.",
+        "configuration (on the local backend: every local recogniser; PERSON and other NLP rules are "
+        "Pangea-only).",
     ),
     AfterValidator(_unique),
 ]
@@ -128,8 +133,8 @@ RulesetNames = Annotated[
         min_length=1,
         max_length=100,
         json_schema_extra={"uniqueItems": True},
-        description="Redact ruleset names to apply, each once, e.g. PII, SECRETS. Omit to use the "
-        "configuration.",
+        description="Redact ruleset names to apply, each once, e.g. PII, SECRETS (the two the local "
+        "backend knows). Omit to use the configuration.",
     ),
     AfterValidator(_unique),
 ]
@@ -189,8 +194,8 @@ class _Common(PangeaResult):
     report: DebugReport | None = Field(default=None, description="Only with debug true")
     fpe_context: str | None = Field(
         default=None,
-        description="Present when values were format-preserving encrypted: needed to unredact them. "
-        "Treat it as a secret: keep it with the redacted data, never display or log it.",
+        description="Present when values were format-preserving encrypted (Pangea backend only): needed "
+        "to unredact them. Treat it as a secret: keep it with the redacted data, never display or log it.",
     )
 
 
@@ -208,12 +213,12 @@ class _UnredactResult(PangeaResult):
 
 class RedactReport(_RedactResult):
     redacted_text: str | None = Field(default=None, description="The text with values redacted")
-    request_id: str | None = Field(default=None, description="Pangea request id")
+    request_id: str | None = Field(default=None, description="Pangea request id (null on the local backend)")
 
 
 class StructuredRedactReport(_StructuredResult):
     redacted_data: Json | None = Field(default=None, description="The JSON with values redacted in place")
-    request_id: str | None = Field(default=None, description="Pangea request id")
+    request_id: str | None = Field(default=None, description="Pangea request id (null on the local backend)")
 
 
 class UnredactReport(PangeaResult):
@@ -221,10 +226,98 @@ class UnredactReport(PangeaResult):
     request_id: str | None = Field(default=None, description="Pangea request id")
 
 
+class RedactBackend(Protocol):
+    """Who answers redact and redact_structured: Pangea Redact, or the local recognisers."""
+
+    async def redact(self, request: _RedactRequest, progress: ProgressFn | None) -> RedactReport: ...
+
+    async def redact_structured(
+        self, request: _StructuredRequest, progress: ProgressFn | None
+    ) -> StructuredRedactReport: ...
+
+
+@dataclass
+class PangeaRedact:
+    """Pangea Redact `/v1/redact` and `/v1/redact_structured`, with the project's configuration."""
+
+    pangea: PangeaClient
+
+    async def redact(self, request: _RedactRequest, progress: ProgressFn | None) -> RedactReport:
+        with tool_errors():
+            response = await self.pangea.call(SERVICE, "v1/redact", request, _RedactResult, progress=progress)
+        return RedactReport(**dict(response.result), request_id=response.request_id)
+
+    async def redact_structured(
+        self, request: _StructuredRequest, progress: ProgressFn | None
+    ) -> StructuredRedactReport:
+        with tool_errors():
+            response = await self.pangea.call(
+                SERVICE, "v1/redact_structured", request, _StructuredResult, progress=progress
+            )
+        return StructuredRedactReport(**dict(response.result), request_id=response.request_id)
+
+
+def _types(tool: str, request: _Options) -> frozenset[str]:
+    try:
+        return redaction.entity_types(request.rules, request.rulesets)
+    except redaction.UnknownNames as exc:
+        raise invalid_arguments(tool, exc.problems) from None
+
+
+def _report(found: redaction.Redaction) -> DebugReport:
+    # Like Pangea's debug report minus the matched text, which is never returned.
+    hits = [
+        RecognizerHit(
+            field_type=hit.field_type,
+            score=hit.score,
+            start=hit.start,
+            end=hit.end,
+            redacted=True,
+            data_key=key,
+        )
+        for hit, key in zip(found.hits, found.keys, strict=True)
+    ]
+    return DebugReport(summary_counts=found.summary_counts, recognizer_results=hits)
+
+
+class LocalRedact:
+    """The local recognisers (pangea_mcp.local.redaction): every value found becomes <ENTITY_TYPE>, as with
+    Pangea's default replacement. No configuration, no FPE (so no fpe_context), no request id."""
+
+    async def redact(self, request: _RedactRequest, progress: ProgressFn | None) -> RedactReport:
+        types = _types("redact", request)
+        # Pure CPU, but a long text takes a while: off the event loop.
+        found = await asyncio.to_thread(redaction.redact_text, request.text, types)
+        return RedactReport(
+            redacted_text=found.redacted if request.return_result is not False else None,
+            count=len(found.hits),
+            report=_report(found) if request.debug else None,
+        )
+
+    async def redact_structured(
+        self, request: _StructuredRequest, progress: ProgressFn | None
+    ) -> StructuredRedactReport:
+        types = _types("redact_structured", request)
+        for i, path in enumerate(request.jsonp or []):
+            try:
+                redaction.check_jsonpath(path)
+            except redaction.JsonPathError as exc:
+                raise invalid_arguments("redact_structured", {("jsonp", i): str(exc)}) from None
+        found = await asyncio.to_thread(redaction.redact_data, request.data, request.jsonp, types)
+        return StructuredRedactReport(
+            redacted_data=found.redacted if request.return_result is not False else None,
+            count=len(found.hits),
+            report=_report(found) if request.debug else None,
+        )
+
+
 def register(mcp: FastMCP, backends: Backends) -> None:
-    pangea = backends.pangea
+    local = backends.is_local(SERVICE)
+    backend: RedactBackend = LocalRedact() if local else PangeaRedact(backends.pangea)
+    settings = backends.settings
     # config_id comes from the server's configuration, never from the model (many projects hold one).
-    config_id = pangea.settings.redact_config_id
+    # The local backend has no configuration: it ignores it.
+    config_id = None if local else settings.redact_config_id
 
     def options(
         rules: list[str] | None, rulesets: list[str] | None, return_result: bool, debug: bool
@@ -252,17 +345,15 @@ def register(mcp: FastMCP, backends: Backends) -> None:
 
         Sensitive values are names, e-mail addresses, phone, card and ID numbers, secrets and the like.
         Use it before storing, logging or sharing text, or before sending it to another model or tool.
-        What is redacted and how (masking, replacement, hashing, format-preserving encryption) is set in
-        the Pangea Redact configuration; `rules` and `rulesets` narrow it for one call. count 0 means no
-        configured rule matched, not that the text is free of sensitive data. `fpe_context` is present
-        only when values were encrypted reversibly.
+        With Pangea, what is redacted and how (masking, replacement, hashing, format-preserving
+        encryption) is set in the Pangea Redact configuration; `rules` and `rulesets` narrow it for one
+        call. The local backend (no Pangea account) replaces each value with <ENTITY_TYPE> and knows
+        e-mail, phone, card, IBAN, national ID and IP address patterns and credentials, but not names or
+        postal addresses; it never returns fpe_context. count 0 means no rule matched, not that the text
+        is free of sensitive data. `fpe_context` is present only when values were encrypted reversibly.
         """
         body = _RedactRequest(text=text, **options(rules, rulesets, return_result, debug))
-        with tool_errors():
-            response = await pangea.call(
-                SERVICE, "v1/redact", body, _RedactResult, progress=ctx.report_progress
-            )
-        return RedactReport(**dict(response.result), request_id=response.request_id)
+        return await backend.redact(body, ctx.report_progress)
 
     @mcp.tool(name="redact_structured", title="Redact JSON", annotations=_REDACT, tags={SERVICE})
     async def redact_structured(
@@ -289,22 +380,21 @@ def register(mcp: FastMCP, backends: Backends) -> None:
         """Return the JSON data with sensitive values redacted in place (same shape), and how many.
 
         Use it for records, API payloads or tool results where the structure must survive; use redact
-        for plain text. `jsonp` limits redaction to the given fields. count 0 means no configured rule
-        matched. `fpe_context` is present only when values were encrypted reversibly.
+        for plain text. `jsonp` limits redaction to the given fields. count 0 means no rule matched.
+        `fpe_context` is present only when values were encrypted reversibly (never on the local backend,
+        which scans string and integer values, not keys, and supports JSONPath without filters).
         """
         body = _StructuredRequest(
             data=data,
             jsonp=dedupe(jsonp) if jsonp else None,
             **options(rules, rulesets, return_result, debug),
         )
-        with tool_errors():
-            response = await pangea.call(
-                SERVICE, "v1/redact_structured", body, _StructuredResult, progress=ctx.report_progress
-            )
-        return StructuredRedactReport(**dict(response.result), request_id=response.request_id)
+        return await backend.redact_structured(body, ctx.report_progress)
 
-    if not pangea.settings.allow_unredact:
+    # Locally there is no format-preserving encryption, so nothing to reverse.
+    if local or not settings.allow_unredact:
         return
+    pangea = backends.pangea
 
     @mcp.tool(name="unredact", title="Reveal redacted data", annotations=_UNREDACT, tags={SERVICE})
     async def unredact(
