@@ -1,4 +1,5 @@
-"""Audit trail: one Secure Audit Log event per tool call, sent in batches by a background queue."""
+"""Audit trail: one audit log event per tool call, sent in batches by a background queue (Pangea's
+/v2/log_async, or the local audit log when audit is answered locally)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastmcp.exceptions import FastMCPError, NotFoundError
@@ -28,6 +29,7 @@ from pangea_mcp.audit_verify import load_private_key, public_key_field, sign_eve
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import PangeaAPIError, PangeaError, ValidationError
+from pangea_mcp.local.audit_store import AuditStore, NewEvent, store_paths
 from pangea_mcp.logs import SECRETS, scrub
 from pangea_mcp.models import PangeaRequest, PangeaResult
 
@@ -91,6 +93,58 @@ class _Results(PangeaResult):
     pass
 
 
+class TrailSink(Protocol):
+    """Where audit-trail batches go: Pangea's /v2/log_async, or the local audit log."""
+
+    async def open(self) -> None: ...
+
+    async def send(self, batch: list[_Item]) -> None:
+        """Store the whole batch, or raise (the batch is then kept and sent again)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class PangeaSink:
+    def __init__(self, settings: Settings, pangea: PangeaClient) -> None:
+        self._settings = settings
+        self._pangea = pangea
+
+    async def open(self) -> None:
+        pass
+
+    async def send(self, batch: list[_Item]) -> None:
+        body = _LogBatch(events=batch, config_id=self._settings.audit_config_id)
+        # Not idempotent: an ambiguous failure is not retried inside the client (the queue decides).
+        # The 202 means queued; its per-event results are not polled (the SDKs don't either).
+        await self._pangea.call(SERVICE, "v2/log_async", body, _Results, idempotent=False, poll=False)
+
+    async def close(self) -> None:
+        pass
+
+
+class LocalSink:
+    """The local audit log: one durable transaction per batch, so a batch is stored whole or not at all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._paths = store_paths(settings)
+        self._store: AuditStore | None = None
+
+    async def open(self) -> None:
+        # At startup, so a damaged log or an unsafe key stops the server with a clear message.
+        self._store = await AuditStore.open(*self._paths)
+
+    async def send(self, batch: list[_Item]) -> None:
+        if self._store is None:
+            raise PangeaError("the local audit log is not open")
+        await self._store.append_many([NewEvent(i.event, i.signature, i.public_key) for i in batch])
+
+    async def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -126,9 +180,13 @@ class AuditTrail:
 
     def __init__(self, settings: Settings, pangea: PangeaClient, *, sleep: SleepFn | None = None) -> None:
         self._settings = settings
-        self._pangea = pangea
         self._sleep: SleepFn = sleep if sleep is not None else asyncio.sleep
         self._signer = signer_from(settings)
+        self._sink: TrailSink = (
+            LocalSink(settings)
+            if settings.service_backend(SERVICE) == "local"
+            else PangeaSink(settings, pangea)
+        )
         self._queue: deque[_Item] = deque()
         self._wake = asyncio.Event()
         self._closing = False
@@ -159,13 +217,17 @@ class AuditTrail:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[AuditTrail]:
         """Run the sender while the server runs; on exit, send what is left (graceful shutdown)."""
+        await self._sink.open()
         self._closing = False
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="pangea-mcp audit trail")
         try:
             yield self
         finally:
-            await self._close()
+            try:
+                await self._close()
+            finally:
+                await self._sink.close()
 
     async def _close(self) -> None:
         task, self._task = self._task, None
@@ -241,10 +303,7 @@ class AuditTrail:
         return base * random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not crypto
 
     async def _send(self, batch: list[_Item]) -> None:
-        body = _LogBatch(events=batch, config_id=self._settings.audit_config_id)
-        # Not idempotent: an ambiguous failure is not retried inside the client (the queue decides).
-        # The 202 means queued; its per-event results are not polled (the SDKs don't either).
-        await self._pangea.call(SERVICE, "v2/log_async", body, _Results, idempotent=False, poll=False)
+        await self._sink.send(batch)
 
     def middleware(self) -> AuditTrailMiddleware:
         return AuditTrailMiddleware(self, include_arguments=self._settings.audit_trail_arguments)

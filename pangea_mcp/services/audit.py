@@ -13,8 +13,15 @@ from pangea_mcp import audit_verify as av
 from pangea_mcp.audit_trail import LIMITS, MAX_TEXT, signer_from
 from pangea_mcp.backends import Backends
 from pangea_mcp.errors import tool_errors
+from pangea_mcp.local.audit_backend import LocalAudit
 from pangea_mcp.models import PangeaRequest, PangeaResult
-from pangea_mcp.services.audit_root import SERVICE, Roots, register_root
+from pangea_mcp.services.audit_root import (
+    SERVICE,
+    AuditBackend,
+    LogRequest,
+    PangeaAudit,
+    register_root,
+)
 from pangea_mcp.services.audit_search import Verification, register_search
 
 # Appends to the log: not read-only, and a repeated call writes a second event.
@@ -75,42 +82,35 @@ class AuditEventInput(PangeaRequest):
     )
 
 
-class _Log(PangeaRequest):
-    event: dict[str, str]
-    verbose: bool
-    prev_root: str | None = None
-    signature: str | None = None
-    public_key: str | None = None
-    config_id: str | None = None
-
-
-class _LogResult(PangeaResult):
-    hash: str | None = None
-    # Kept as received: the hash is computed over exactly these values.
-    envelope: dict[str, Any] | None = None
-    unpublished_root: str | None = None
-    membership_proof: str | None = None
-    consistency_proof: list[str] | None = None
-
-
 class LogEntryReport(PangeaResult):
     hash: str | None = Field(description="SHA-256 of the stored envelope: the event's id in the log")
-    received_at: str | None = Field(default=None, description="When Pangea received the event")
+    received_at: str | None = Field(default=None, description="When the log received the event")
     signed: bool = Field(description="Whether this server signed the event (PANGEA_AUDIT_SIGNING_KEY)")
     unpublished_root: str | None = Field(default=None, description="Root of the log right after the write")
     verification: Verification
     request_id: str | None = None
 
 
+def backend_for(backends: Backends) -> AuditBackend:
+    """Pangea's Secure Audit Log, or the local store when audit is answered locally."""
+    if backends.is_local(SERVICE):
+        local = LocalAudit.from_settings(backends.settings)
+        backends.on_shutdown(local.close)
+        return local
+    return PangeaAudit(backends.pangea, backends.settings.audit_config_id)
+
+
 def register(mcp: FastMCP, backends: Backends) -> None:
-    pangea = backends.pangea
-    settings = pangea.settings
+    settings = backends.settings
     signer = signer_from(settings)
-    roots = Roots(pangea, settings.audit_config_id)
+    backend = backend_for(backends)
     # The unpublished root of this server's last verified write: the next write proves it extends it.
     last_root: list[str] = []
 
-    @mcp.tool(name="log_entry", title="Write an audit log event", annotations=_WRITE, tags={SERVICE})
+    # The local log is a file on this machine: not open-world.
+    write = _WRITE.model_copy(update={"open_world_hint": backend.open_world})
+
+    @mcp.tool(name="log_entry", title="Write an audit log event", annotations=write, tags={SERVICE})
     async def log_entry(
         event: Annotated[AuditEventInput, Field(description="The event; only `message` is required")],
     ) -> LogEntryReport:
@@ -120,15 +120,17 @@ def register(mcp: FastMCP, backends: Backends) -> None:
         Each call writes a new event. The answer's `verification` says whether the stored envelope
         hashes to `hash`, whether its membership proof leads to the log's root, and whether that root
         extends the root of this server's previous write; `failed` means the log cannot be trusted.
+        On the local backend the log is a SQLite file on this machine with the same hashes and proofs,
+        its roots signed with the local key.
         """
         fields = event.model_dump(exclude_none=True)
-        prev_root = last_root[-1] if last_root else None
-        body = _Log(event=fields, verbose=True, prev_root=prev_root, config_id=settings.audit_config_id)
+        body = LogRequest(event=fields, verbose=True)
         if signer is not None:
             body.signature, body.public_key = signer.sign(fields), signer.public_key
         with tool_errors():
-            # Never retried on an ambiguous failure: the event might be written twice.
-            response = await pangea.call(SERVICE, "v1/log", body, _LogResult, idempotent=False)
+            prev_root = last_root[-1] if last_root else await backend.trusted_root()
+            body.prev_root = prev_root
+            response = await backend.log(body)
         result = response.result
         checks = av.check_log_result(result.model_dump(exclude_none=True), prev_root=prev_root)
         if checks.outcome != "failed" and result.unpublished_root:
@@ -143,5 +145,5 @@ def register(mcp: FastMCP, backends: Backends) -> None:
             request_id=response.request_id,
         )
 
-    register_search(mcp, pangea, roots)
-    register_root(mcp, roots)
+    register_search(mcp, backend)
+    register_root(mcp, backend)

@@ -1,7 +1,8 @@
-"""Secure Audit Log search: /v1/search and /v1/results paging, with every event's proofs checked."""
+"""Secure Audit Log search (Pangea's /v1/search and /v1/results, or the local log), every proof checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -14,20 +15,22 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_v
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from pangea_mcp import audit_verify as av
-from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import argument_message, tool_errors
-from pangea_mcp.models import PangeaRequest, PangeaResult
-from pangea_mcp.services.audit_root import READ, SERVICE, RootInfo, Roots, parse_root
+from pangea_mcp.models import PangeaResult
+from pangea_mcp.services.audit_root import (
+    SERVICE,
+    AuditBackend,
+    RootInfo,
+    RootSet,
+    SearchPage,
+    SearchRequest,
+    parse_root,
+    read_hints,
+)
 
 TOOL = "search_log"
-#: Events asked for per /v1/search or /v1/results call.
-PAGE = 100
 #: Distinct tree sizes whose roots one search may fetch; beyond that consistency is "not_available".
 MAX_ROOTS = 256
-ROOTS_NOTE = (
-    "Roots were fetched from Pangea (/v1/root), not from the Arweave ledger: this proves the log is "
-    "consistent with what Pangea serves, not with what it published."
-)
 
 # -- time range (DateTimeRel in the audit spec) ---------------------------------------------------
 
@@ -47,7 +50,7 @@ _ABSOLUTE = re.compile(
 )
 
 
-def _instant(value: str, now: datetime) -> datetime:
+def instant(value: str, now: datetime) -> datetime:
     """The moment a DateTimeRel stands for: an RFC 3339 time, or a duration back from now."""
     duration = _DURATION.fullmatch(value)
     if duration and duration.group(2) in _UNITS:
@@ -74,7 +77,7 @@ def _instant(value: str, now: datetime) -> datetime:
 
 def _time(value: str | None) -> str | None:
     if value is not None:
-        _instant(value, datetime.now(UTC))
+        instant(value, datetime.now(UTC))
     return value
 
 
@@ -189,36 +192,7 @@ class SearchReport(PangeaResult):
     request_id: str | None = None
 
 
-class _Search(PangeaRequest):
-    query: str
-    start: str | None = None
-    end: str | None = None
-    max_results: int
-    limit: int
-    order: str
-    order_by: str
-    verbose: bool
-    config_id: str | None = None
-
-
-class _Results(PangeaRequest):
-    id: str
-    limit: int
-    offset: int
-    config_id: str | None = None
-
-
-class _Page(PangeaResult):
-    id: str | None = None
-    expires_at: str | None = None
-    count: int = 0
-    # Kept as received: hashes are computed over exactly these bytes.
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    root: dict[str, Any] | None = None
-    unpublished_root: dict[str, Any] | None = None
-
-
-def _sizes(pages: list[_Page]) -> list[int]:
+def _sizes(pages: list[SearchPage]) -> list[int]:
     wanted: set[int] = set()
     for page in pages:
         root = parse_root(page.root)
@@ -257,10 +231,27 @@ def _root_info(raw: dict[str, Any] | None) -> RootInfo | None:
     return RootInfo.model_validate(raw) if isinstance(raw, dict) else None
 
 
-def register_search(mcp: FastMCP, pangea: PangeaClient, roots: Roots) -> None:
-    config_id = pangea.settings.audit_config_id
+def _distrust(checks: av.Checks, raw: dict[str, Any], root: av.Root | None, roots: RootSet) -> av.Checks:
+    """Fail the checks that rest on a root proven false (a local root with a bad signature)."""
+    if not roots.forged:
+        return checks
+    notes = list(checks.notes)
+    membership, consistency = checks.membership, checks.consistency
+    if root is not None and root.size in roots.forged:
+        membership = "failed"
+        notes.append(f"membership: the root of size {root.size} {roots.forged[root.size]}")
+    index = raw.get("leaf_index")
+    if isinstance(index, int) and index > 0:
+        for size in (index, index + 1):
+            if size in roots.forged:
+                consistency = "failed"
+                notes.append(f"consistency: the root of size {size} {roots.forged[size]}")
+    return dataclasses.replace(checks, membership=membership, consistency=consistency, notes=tuple(notes))
 
-    @mcp.tool(name=TOOL, title="Search the audit log", annotations=READ, tags={SERVICE})
+
+def register_search(mcp: FastMCP, backend: AuditBackend) -> None:
+
+    @mcp.tool(name=TOOL, title="Search the audit log", annotations=read_hints(backend), tags={SERVICE})
     async def search_log(
         query: Annotated[
             str,
@@ -288,36 +279,27 @@ def register_search(mcp: FastMCP, pangea: PangeaClient, roots: Roots) -> None:
         (or unpublished) root, the consistency of that root with the previous one, and its signature
         were verified, failed, or could not be checked (and why). An event whose outcome is `failed` may
         have been tampered with. Time range defaults to the last 14 days; no events means no match.
+        On the local log, the query supports field:value terms and free text (matched in message),
+        all required; OR, parentheses and negation are refused.
         """
         now = datetime.now(UTC)
-        if start and end and _instant(start, now) > _instant(end, now):
+        if start and end and instant(start, now) > instant(end, now):
             raise invalid(TOOL, "start", f"{start!r} is after end {end!r}; start must come first")
         wanted = min(limit, maxResults)
-        body = _Search(
+        body = SearchRequest(
             query=query,
             start=start,
             end=end,
             max_results=maxResults,
-            limit=min(wanted, PAGE),
+            limit=wanted,
             order=order,
             order_by=order_by,
             verbose=verify,
-            config_id=config_id,
         )
         with tool_errors():
-            response = await pangea.call(SERVICE, "v1/search", body, _Page, progress=ctx.report_progress)
-            first = response.result
-            pages = [first]
-            fetched = len(first.events)
-            target = min(wanted, first.count)
-            while first.id and fetched < target and pages[-1].events:
-                await ctx.report_progress(fetched, target, f"fetched {fetched} of {target} events")
-                more = _Results(
-                    id=first.id, limit=min(PAGE, target - fetched), offset=fetched, config_id=config_id
-                )
-                page = (await pangea.call(SERVICE, "v1/results", more, _Page)).result
-                pages.append(page)
-                fetched += len(page.events)
+            pages, request_id = await backend.search(body, wanted, ctx.report_progress)
+        first = pages[0]
+        fetched = sum(len(page.events) for page in pages)
         report = SearchReport(
             count=first.count,
             events=[],
@@ -325,14 +307,14 @@ def register_search(mcp: FastMCP, pangea: PangeaClient, roots: Roots) -> None:
             expires_at=first.expires_at,
             root=_root_info(pages[-1].root),
             unpublished_root=_root_info(pages[-1].unpublished_root),
-            request_id=response.request_id,
+            request_id=request_id,
         )
         if not verify:
             report.events = [_record(raw, None) for page in pages for raw in page.events][:wanted]
             return report
 
         sizes = _sizes(pages)
-        notes = [ROOTS_NOTE]
+        notes = [backend.roots_note]
         if len(sizes) > MAX_ROOTS:
             notes.append(f"{len(sizes)} roots needed; only {MAX_ROOTS} fetched: narrow the search")
             sizes = sizes[:MAX_ROOTS]
@@ -342,13 +324,14 @@ def register_search(mcp: FastMCP, pangea: PangeaClient, roots: Roots) -> None:
                 fetched + done, fetched + len(sizes), f"fetched {done} of {len(sizes)} roots"
             )
 
-        known, failures = await roots.many(sizes, progress)
-        notes += failures
+        with tool_errors():
+            known = await backend.roots(sizes, progress)
+        notes += known.notes
         for page in pages:
             root, unpublished = parse_root(page.root), parse_root(page.unpublished_root)
             for raw in page.events:
-                checks = av.check_record(raw, root=root, unpublished_root=unpublished, roots=known)
-                report.events.append(_record(raw, checks))
+                checks = av.check_record(raw, root=root, unpublished_root=unpublished, roots=known.found)
+                report.events.append(_record(raw, _distrust(checks, raw, root, known)))
         report.events = report.events[:wanted]
         outcomes = [e.verification.outcome for e in report.events if e.verification is not None]
         report.verification = VerificationSummary(
