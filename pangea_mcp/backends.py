@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pangea_mcp.cache import IntelCache
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.config import LOCAL_MODULES, Settings
 
@@ -19,6 +20,8 @@ class Backends:
 
     settings: Settings
     pangea: PangeaClient
+    #: Per-item cache of the read-only intel lookups (pangea_mcp.cache), one per server.
+    cache: IntelCache
     _cleanups: list[Cleanup] = field(default_factory=list)
 
     def backend(self, service: str) -> Literal["pangea", "local"]:

@@ -22,6 +22,8 @@ def make_settings(**overrides: object) -> Settings:
         "request_timeout": 5.0,
         # The AI Guard middleware is on by default with a token; guard tests turn it on explicitly.
         "guard": False,
+        # The intel cache would answer repeated lookups without a request; tests/test_cache.py turns it on.
+        "cache_ttl": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

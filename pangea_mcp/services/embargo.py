@@ -9,6 +9,8 @@ from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field, field_validator
 
 from pangea_mcp.backends import Backends
+from pangea_mcp.cache import CACHED, REQUEST_ID, Fetch, cache_scope
+from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import NotFound, tool_errors
 from pangea_mcp.models import IpAddress, PangeaRequest, PangeaResult, Scope, ip_scope, scope_note
 
@@ -84,7 +86,8 @@ class EmbargoReport(EmbargoResult):
     note: str | None = Field(
         default=None, description="Set when nothing was checked; then an empty list does not mean clear"
     )
-    request_id: str | None = Field(default=None, description="Pangea request id (null when answered locally)")
+    cached: bool = Field(default=False, description=CACHED)
+    request_id: str | None = Field(default=None, description=REQUEST_ID)
 
 
 class IpEmbargoReport(EmbargoReport):
@@ -100,6 +103,45 @@ _NO_RESULT = "Pangea returned no embargo data for this {what}, so nothing was ch
 _NOT_LOCATED = "Pangea could not locate this address in any country (IPNotFound), so nothing was checked"
 
 
+class _IpFetch:
+    """check_ip_embargo's lookup; remembers whether Pangea could not locate the address (IPNotFound)."""
+
+    def __init__(self, pangea: PangeaClient, ctx: Context) -> None:
+        self.pangea = pangea
+        self.ctx = ctx
+        self.not_located = False
+
+    async def __call__(self, ips: list[str]) -> tuple[dict[str, EmbargoResult], str | None]:
+        (ip,) = ips  # /v1/ip/check takes one address
+        try:
+            response = await self.pangea.call(
+                SERVICE, "v1/ip/check", _IpCheck(ip=ip), EmbargoResult, progress=self.ctx.report_progress
+            )
+        except NotFound as exc:
+            if exc.status != "IPNotFound":
+                raise
+            # An error status: not kept, like every error (the next lookup asks again).
+            self.not_located = True
+            return {}, exc.request_id
+        return _kept(ip, response.result), response.request_id
+
+
+def _kept(key: str, result: EmbargoResult) -> dict[str, EmbargoResult]:
+    # A Success with `result: null` reaches us as an empty result: not kept, and reported as unchecked.
+    return {key: result} if result.model_fields_set else {}
+
+
+def _country_fetch(pangea: PangeaClient, ctx: Context) -> Fetch[EmbargoResult]:
+    async def fetch(codes: list[str]) -> tuple[dict[str, EmbargoResult], str | None]:
+        (code,) = codes  # /v1/iso/check takes one country
+        response = await pangea.call(
+            SERVICE, "v1/iso/check", _CountryCheck(iso_code=code), EmbargoResult, progress=ctx.report_progress
+        )
+        return _kept(code, response.result), response.request_id
+
+    return fetch
+
+
 def register(mcp: FastMCP, backends: Backends) -> None:
     pangea = backends.pangea
 
@@ -111,25 +153,27 @@ def register(mcp: FastMCP, backends: Backends) -> None:
         geolocates the address and checks that country against the project's enabled embargo lists (e.g.
         US ITAR). An empty `sanctions` list with no `note` means no enabled list covers that country. A
         `note` means nothing was checked: private and reserved addresses are answered without a call,
-        and some public addresses cannot be located.
+        and some public addresses cannot be located. Recent answers come from this server's cache
+        (`cached` true).
         """
         scope = ip_scope(ip)
         if scope != "public":
             return IpEmbargoReport(ip=ip, scope=scope, note=scope_note(scope))
+        fetch = _IpFetch(pangea, ctx)
         with tool_errors():
-            try:
-                response = await pangea.call(
-                    SERVICE, "v1/ip/check", _IpCheck(ip=ip), EmbargoResult, progress=ctx.report_progress
-                )
-            except NotFound as exc:
-                if exc.status != "IPNotFound":
-                    raise
-                return IpEmbargoReport(ip=ip, scope=scope, note=_NOT_LOCATED, request_id=exc.request_id)
-        result = response.result
-        # A Success with `result: null` reaches us as an empty result: say so rather than "clear".
-        note = None if result.model_fields_set else _NO_RESULT.format(what="address")
+            answer = await backends.cache.lookup(
+                cache_scope(backends.settings, SERVICE, "v1/ip/check"), [ip], fetch
+            )
+        result = answer.found.get(ip)
+        if result is None:
+            note = _NOT_LOCATED if fetch.not_located else _NO_RESULT.format(what="address")
+            return IpEmbargoReport(ip=ip, scope=scope, note=note, request_id=answer.request_id)
         return IpEmbargoReport(
-            ip=ip, scope=scope, note=note, request_id=response.request_id, **result.model_dump()
+            ip=ip,
+            scope=scope,
+            cached=ip in answer.cached,
+            request_id=answer.request_id,
+            **result.model_dump(),
         )
 
     @mcp.tool(
@@ -147,18 +191,18 @@ def register(mcp: FastMCP, backends: Backends) -> None:
 
         Use it to check whether business with a country is restricted. An empty `sanctions` list means no
         enabled embargo list covers the country (count 0); it is not legal advice. A `note` means Pangea
-        returned nothing to check.
+        returned nothing to check. Recent answers come from this server's cache (`cached` true).
         """
+        scope = cache_scope(backends.settings, SERVICE, "v1/iso/check")
         with tool_errors():
-            response = await pangea.call(
-                SERVICE,
-                "v1/iso/check",
-                _CountryCheck(iso_code=isoCode),
-                EmbargoResult,
-                progress=ctx.report_progress,
-            )
-        result = response.result
-        note = None if result.model_fields_set else _NO_RESULT.format(what="country")
+            answer = await backends.cache.lookup(scope, [isoCode], _country_fetch(pangea, ctx))
+        result = answer.found.get(isoCode)
+        if result is None:
+            note = _NO_RESULT.format(what="country")
+            return CountryEmbargoReport(iso_code=isoCode, note=note, request_id=answer.request_id)
         return CountryEmbargoReport(
-            iso_code=isoCode, note=note, request_id=response.request_id, **result.model_dump()
+            iso_code=isoCode,
+            cached=isoCode in answer.cached,
+            request_id=answer.request_id,
+            **result.model_dump(),
         )

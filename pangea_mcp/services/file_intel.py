@@ -9,6 +9,8 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from pangea_mcp.backends import Backends
+from pangea_mcp.cache import CACHED, REQUEST_ID, Fetch, cache_scope
+from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import (
     HASH_TYPE_BY_LENGTH,
@@ -38,12 +40,13 @@ class _HashesRequest(PangeaRequest):
 class FileReputation(Reputation):
     hash: str = Field(description="The digest as looked up (lower-case hex)")
     note: str | None = Field(default=None, description="Why data is missing, when it is")
+    cached: bool = Field(default=False, description=CACHED)
 
 
 class FileReputationReport(PangeaResult):
     hash_type: HashType = Field(description="Digest type looked up: sha256, sha (SHA-1) or md5")
     results: list[FileReputation] = Field(description="One entry per distinct hash, in the order given")
-    request_id: str | None = Field(default=None, description="Pangea request id")
+    request_id: str | None = Field(default=None, description=REQUEST_ID)
 
 
 def _hash_type(hashes: list[str], declared: HashType | None) -> HashType:
@@ -66,6 +69,17 @@ def _hash_type(hashes: list[str], declared: HashType | None) -> HashType:
     return kinds[0]
 
 
+def _reputation_fetch(pangea: PangeaClient, ctx: Context, hash_type: HashType) -> Fetch[Reputation]:
+    async def fetch(hashes: list[str]) -> tuple[dict[str, Reputation], str | None]:
+        body = _HashesRequest(hashes=hashes, hash_type=hash_type)
+        response = await pangea.call(
+            SERVICE, "v2/reputation", body, ReputationMap, progress=ctx.report_progress
+        )
+        return {key.lower(): value for key, value in response.result.data.items()}, response.request_id
+
+    return fetch
+
+
 def register(mcp: FastMCP, backends: Backends) -> None:
     pangea = backends.pangea
 
@@ -83,23 +97,18 @@ def register(mcp: FastMCP, backends: Backends) -> None:
 
         Use it to triage a file (attachment, download, process image) by its digest without uploading it:
         pass hex MD5, SHA-1 or SHA-256 digests, all of one type per call. Nothing on disk is read. An
-        `unknown` verdict means the provider has not seen the file, not that it is safe.
+        `unknown` verdict means the provider has not seen the file, not that it is safe. Recent answers
+        come from this server's cache (`cached` true).
         """
         unique = dedupe(hashes)
         hash_type = _hash_type(hashes, hashType)
+        scope = cache_scope(backends.settings, SERVICE, "v2/reputation", hash_type=hash_type)
         with tool_errors():
-            response = await pangea.call(
-                SERVICE,
-                "v2/reputation",
-                _HashesRequest(hashes=unique, hash_type=hash_type),
-                ReputationMap,
-                progress=ctx.report_progress,
-            )
-        data = {key.lower(): value for key, value in response.result.data.items()}
+            answer = await backends.cache.lookup(scope, unique, _reputation_fetch(pangea, ctx, hash_type))
         results = [
-            FileReputation(hash=h, **data[h].model_dump())
-            if h in data
+            FileReputation(hash=h, cached=h in answer.cached, **answer.found[h].model_dump())
+            if h in answer.found
             else FileReputation(hash=h, note="Pangea returned no data for this hash")
             for h in unique
         ]
-        return FileReputationReport(hash_type=hash_type, results=results, request_id=response.request_id)
+        return FileReputationReport(hash_type=hash_type, results=results, request_id=answer.request_id)

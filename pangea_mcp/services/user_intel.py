@@ -12,6 +12,8 @@ from mcp.types import ToolAnnotations
 from pydantic import AfterValidator, Field, SecretStr
 
 from pangea_mcp.backends import Backends
+from pangea_mcp.cache import CACHED, REQUEST_ID, Fetch, cache_scope
+from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.models import Domain, Email, IpAddress, PangeaRequest, PangeaResult, PhoneNumber
 
@@ -84,7 +86,8 @@ class BreachReport(PangeaResult):
     found_in_breach: bool | None = Field(default=None, description="True when it appears in a known breach")
     breach_count: int | None = Field(default=None, description="In how many breaches it appears")
     note: str | None = Field(default=None, description="Why data is missing, when it is")
-    request_id: str | None = Field(default=None, description="Pangea request id")
+    cached: bool = Field(default=False, description=CACHED)
+    request_id: str | None = Field(default=None, description=REQUEST_ID)
 
 
 class PasswordReport(PangeaResult):
@@ -115,6 +118,19 @@ def _count(entry: object) -> int | None:
     return None
 
 
+def _breach_fetch(pangea: PangeaClient, ctx: Context, identifier: Identifier) -> Fetch[_Breach]:
+    async def fetch(values: list[str]) -> tuple[dict[str, _Breach], str | None]:
+        (value,) = values  # one identifier per call: one item answers 200, no polling
+        body = _UserBreached.model_validate({_FIELDS[identifier]: [value]})
+        response = await pangea.call(
+            SERVICE, "v2/user/breached", body, _UserResult, progress=ctx.report_progress
+        )
+        found = _lookup(response.result.data, value)
+        return ({value: found} if found is not None else {}), response.request_id
+
+    return fetch
+
+
 def register(mcp: FastMCP, backends: Backends) -> None:
     pangea = backends.pangea
 
@@ -133,7 +149,8 @@ def register(mcp: FastMCP, backends: Backends) -> None:
 
         Pass exactly one of email, username, phone_number, ip or domain. Use it to decide whether an
         account's credentials may be exposed (then suggest a password reset and MFA). found_in_breach
-        false means the provider has no breach record for it, not that it was never exposed.
+        false means the provider has no breach record for it, not that it was never exposed. Recent
+        answers come from this server's cache (`cached` true).
         """
         candidates: dict[Identifier, str | None] = {
             "email": email,
@@ -152,21 +169,23 @@ def register(mcp: FastMCP, backends: Backends) -> None:
             )
             raise invalid_arguments("check_breached", {(): problem})
         identifier, value = next(iter(given.items()))
-        body = _UserBreached.model_validate({_FIELDS[identifier]: [value]})
+        scope = cache_scope(backends.settings, SERVICE, "v2/user/breached", identifier=identifier)
         with tool_errors():
-            response = await pangea.call(
-                SERVICE, "v2/user/breached", body, _UserResult, progress=ctx.report_progress
-            )
-        found = _lookup(response.result.data, value)
+            answer = await backends.cache.lookup(scope, [value], _breach_fetch(pangea, ctx, identifier))
+        found = answer.found.get(value)
         if found is None:
             return BreachReport(
                 identifier=identifier,
                 value=value,
                 note="Pangea returned no data for this value",
-                request_id=response.request_id,
+                request_id=answer.request_id,
             )
         return BreachReport(
-            identifier=identifier, value=value, request_id=response.request_id, **found.model_dump()
+            identifier=identifier,
+            value=value,
+            cached=value in answer.cached,
+            request_id=answer.request_id,
+            **found.model_dump(),
         )
 
     @mcp.tool(

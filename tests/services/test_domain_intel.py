@@ -31,8 +31,9 @@ async def test_reputation_normalises_and_dedupes(settings: Settings, fake: FakeP
             "score": None,
             "category": [],
             "note": "Pangea returned no data for this domain",
+            "cached": False,
         },
-        {"domain": "xn--mnchen-3ya.de", "note": None, **verdict},
+        {"domain": "xn--mnchen-3ya.de", "note": None, "cached": False, **verdict},
     ]
 
 

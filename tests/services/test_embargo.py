@@ -46,7 +46,14 @@ async def test_check_ip_returns_matching_sanctions(settings: Settings, fake: Fak
     jsonschema.validate(data, tool.output_schema)
     assert data.pop("request_id").startswith("prq_")
     # Provider annotations are dropped: the model gets the four documented fields.
-    assert data == {"ip": "190.6.64.94", "scope": "public", "note": None, "count": 1, "sanctions": [CUBA]}
+    assert data == {
+        "ip": "190.6.64.94",
+        "scope": "public",
+        "note": None,
+        "cached": False,
+        "count": 1,
+        "sanctions": [CUBA],
+    }
 
 
 async def test_check_ip_default_answer_and_ipv6_normalisation(settings: Settings, fake: FakePangea) -> None:

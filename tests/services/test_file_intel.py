@@ -41,13 +41,14 @@ async def test_hash_type_is_inferred_and_hashes_lower_cased(settings: Settings, 
     assert data["hash_type"] == "sha256"
     assert data["request_id"].startswith("prq_")
     assert data["results"] == [
-        {"hash": SHA256, "note": None, **TROJAN},
+        {"hash": SHA256, "note": None, "cached": False, **TROJAN},
         {
             "hash": OTHER_SHA256,
             "verdict": None,
             "score": None,
             "category": [],
             "note": "Pangea returned no data for this hash",
+            "cached": False,
         },
     ]
 

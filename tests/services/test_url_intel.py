@@ -59,14 +59,15 @@ async def test_urls_are_normalised_deduplicated_and_sent_in_one_call(
     assert len(fake.calls("url-intel", f"request/{data['request_id']}", "GET")) == 1
     jsonschema.validate(data, tool.output_schema)
     assert data["results"] == [
-        {"url": "https://example.com/Login?next=/a", "note": None, **BENIGN},
-        {"url": "http://xn--mnchen-3ya.de/%C3%A4", "note": None, **MALICIOUS},
+        {"url": "https://example.com/Login?next=/a", "note": None, "cached": False, **BENIGN},
+        {"url": "http://xn--mnchen-3ya.de/%C3%A4", "note": None, "cached": False, **MALICIOUS},
         {
             "url": "http://113.235.101.11:54384",
             "verdict": None,
             "score": None,
             "category": [],
             "note": "Pangea returned no data for this URL",
+            "cached": False,
         },
     ]
 

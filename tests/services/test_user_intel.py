@@ -75,6 +75,7 @@ async def test_check_breached_sends_one_normalised_identifier(
         "found_in_breach": True,
         "breach_count": 4,
         "note": None,
+        "cached": False,
     }
 
 
