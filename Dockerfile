@@ -43,9 +43,12 @@ RUN groupadd --system --gid 10001 pangea \
 
 COPY --from=builder /app/.venv /app/.venv
 
+# Stateless HTTP: no per-session state in the process, so any number of replicas can sit behind a
+# plain load balancer. Not a secret; override with -e PANGEA_MCP_STATELESS=false for SSE sessions.
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PANGEA_MCP_STATELESS=true
 
 WORKDIR /app
 USER 10001:10001
@@ -57,5 +60,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
 
 # HTTP on all interfaces of the container. The server refuses to start on a non-loopback host without
-# PANGEA_MCP_AUTH_TOKEN, so an unconfigured container fails instead of serving unauthenticated.
+# PANGEA_MCP_AUTH_TOKEN (or a JWT key), so an unconfigured container fails instead of serving
+# unauthenticated. SIGTERM (docker stop) lets calls in flight finish, PANGEA_MCP_SHUTDOWN_TIMEOUT at most.
 CMD ["pangea-mcp", "serve", "--transport", "http", "--host", "0.0.0.0", "--port", "8080"]

@@ -26,7 +26,7 @@ from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from fastmcp.exceptions import ToolError
 from fastmcp.server import create_proxy
 from fastmcp.server.context import reset_transport, set_transport
-from fastmcp.server.middleware import MiddlewareContext
+from fastmcp.server.middleware import Middleware, MiddlewareContext
 from fastmcp.server.providers.proxy import FastMCPProxy, ProxyClient
 from fastmcp.tools import ToolResult
 from fastmcp.tools.base import RawStructuredToolResult
@@ -42,6 +42,7 @@ from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import StartupError
 from pangea_mcp.guard import AIGuard, Forward
+from pangea_mcp.http_limits import Readiness, ResponseLimit
 from pangea_mcp.vault import ServiceToken
 
 log = logging.getLogger(__name__)
@@ -354,11 +355,14 @@ def build(
     server_name: str,
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: SleepFn | None = None,
+    readiness: Readiness | None = None,
+    outer_middleware: Sequence[Middleware] = (),
 ) -> FastMCP:
     """The proxy server: the upstream's tools, resources and prompts, each checked by AI Guard.
 
     `upstream` is a ChildServer (stdio command), an MCP URL, or (tests) a FastMCP server or client transport.
-    `transport` and `sleep` reach the Pangea client, for tests.
+    `transport` and `sleep` reach the Pangea client, for tests. Served over HTTP, `readiness` is told
+    when startup is done and `outer_middleware` (the rate limit) runs first.
     """
     pangea = PangeaClient(settings, transport=transport, sleep=sleep)
     tokens = ServiceToken(settings, pangea)
@@ -375,6 +379,13 @@ def build(
         listing=True,
         forward=forward_to(shared) if shared is not None else None,
     )
+    # The size cap sits outside the guard: the guard forwards a stdio child's calls itself, so nothing
+    # inside it sees their results.
+    middleware: list[Middleware] = [*outer_middleware, ResponseLimit(settings.mcp_max_response_bytes), guard]
+
+    def ready() -> None:
+        if readiness is not None:
+            readiness.started(lambda: tokens.loaded)
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
@@ -382,7 +393,12 @@ def build(
             # The guard's token first: without it nothing could be served, so the child is not even started.
             await tokens.start()
             if child is None or shared is None:
-                yield {}
+                ready()
+                try:
+                    yield {}
+                finally:
+                    if readiness is not None:
+                        readiness.stopped()
                 return
             async with child.running(), AsyncExitStack() as stack:
                 try:
@@ -395,7 +411,12 @@ def build(
                     raise StartupError(
                         f"the upstream server did not complete the MCP handshake ({exc})"
                     ) from None
-                yield {}
+                ready()
+                try:
+                    yield {}
+                finally:
+                    if readiness is not None:
+                        readiness.stopped()
 
     if shared is not None:
         return FastMCPProxy(
@@ -403,11 +424,11 @@ def build(
             name="pangea-mcp-proxy",
             lifespan=lifespan,
             mask_error_details=True,
-            middleware=[guard],
+            middleware=middleware,
         )
     # A URL or server target: a client per request, in the front connection's protocol era.
     return create_proxy(
-        upstream, name="pangea-mcp-proxy", lifespan=lifespan, mask_error_details=True, middleware=[guard]
+        upstream, name="pangea-mcp-proxy", lifespan=lifespan, mask_error_details=True, middleware=middleware
     )
 
 

@@ -72,6 +72,11 @@ class ServiceToken:
     def from_vault(self) -> bool:
         return self._settings.vault_token is not None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a service token is in memory (the HTTP server is not ready before)."""
+        return self._token is not None
+
     async def start(self) -> None:
         """Called once from the server lifespan. Raises StartupError with one clear sentence."""
         if self.from_vault:

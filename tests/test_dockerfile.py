@@ -23,6 +23,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE|SIGNING_KEY|CREDENTIAL", re.I)
 TOKEN_SHAPE = re.compile(r"\bpt[a-z]_[a-z0-9]{32}\b")
+#: Non-secret settings the image may set (run-time environment still overrides them).
+IMAGE_DEFAULTS = {"PANGEA_MCP_STATELESS": "true"}
 
 
 # -- a small Dockerfile reader ---------------------------------------------------------------------
@@ -264,8 +266,21 @@ def test_no_secret_is_baked_in(dockerfile: tuple[dict[str, str], list[Stage]]) -
         for ins in stage.all("COPY") + stage.all("ADD"):
             assert ".env" not in ins.args.split(), f"line {ins.line} copies a .env file"
     for name in declared:
+        if name in IMAGE_DEFAULTS:
+            continue
         assert not name.upper().startswith("PANGEA_"), f"{name}: settings come from the run-time environment"
         assert not SECRET_NAME.search(name), f"{name} looks like a secret baked into the image"
+
+
+def test_the_image_serves_stateless_by_default(dockerfile: tuple[dict[str, str], list[Stage]]) -> None:
+    """Replicas behind a plain load balancer need no sticky sessions; the only setting baked in."""
+    final = dockerfile[1][-1]
+    env = {k: v for ins in final.all("ENV") for k, v in env_pairs(ins).items()}
+    baked = {name: value for name, value in env.items() if name.startswith("PANGEA_")}
+    assert baked == IMAGE_DEFAULTS
+    fields = {f"PANGEA_{name.upper()}" for name in Settings.model_fields}
+    assert set(baked) <= fields
+    assert Settings(_env_file=None, mcp_stateless=baked["PANGEA_MCP_STATELESS"]).mcp_stateless is True  # type: ignore[call-arg]
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
