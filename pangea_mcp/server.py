@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -18,10 +18,12 @@ from pydantic import ValidationError as PydanticValidationError
 from pangea_mcp import __version__
 from pangea_mcp.audit_trail import AuditTrail
 from pangea_mcp.backends import Backends
+from pangea_mcp.cache import Clock, IntelCache
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import argument_message
 from pangea_mcp.guard import EXEMPT_TOOLS, AIGuard, guard_enabled
+from pangea_mcp.http_limits import Readiness, ResponseLimit
 from pangea_mcp.services import REGISTRARS
 from pangea_mcp.vault import ServiceToken
 
@@ -45,8 +47,20 @@ def instructions(settings: Settings) -> str:
         "Is a password known to be breached? check_password_breached (the password never leaves the server).",
         "vault": f"- What is in Pangea Vault? get_vault_item, list_vault_items (metadata){writes}.",
     }
+    local_guide = {
+        "redact": "- Strip personal data or secrets from text or data? redact, redact_structured (local "
+        "recognisers: e-mail, phone, cards, IBAN, national ids, IP addresses, credentials).",
+        "audit": "- Record an event in the local tamper-evident audit log? log_entry. Find and verify "
+        "events? search_log (each event says whether its proofs verified); get_audit_root.",
+        "ip_intel": "- Where is an IP address (country, network operator)? geolocate (offline data).",
+        "domain_intel": "- Who registered a domain, when? whois (asks the registry over RDAP).",
+    }
     lines = ["Pangea security tools. Which tool answers which question:"]
-    lines += [guide[name] for name in settings.services if name in guide]
+    for name in settings.services:
+        if settings.service_backend(name) == "pangea":
+            lines.append(guide[name])
+        elif name in local_guide:
+            lines.append(local_guide[name])
     lines += [
         "Lookup tools take lists (up to 100 items): batch items into one call. Private and reserved IP "
         "addresses are answered without a lookup. A verdict of `unknown` means no data, not safe.",
@@ -79,30 +93,44 @@ def build_server(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     sleep: SleepFn | None = None,
+    clock: Clock | None = None,
+    readiness: Readiness | None = None,
+    outer_middleware: Sequence[Middleware] = (),
 ) -> FastMCP:
-    """Build the server. `transport` and `sleep` exist for tests (in-process fake Pangea, no real waits)."""
+    """Build the server. `transport`, `sleep` and `clock` (the intel cache's monotonic clock) exist for
+    tests (in-process fake Pangea, no real waits, no real expiry).
+
+    The HTTP front end passes `readiness` (told when startup is done) and `outer_middleware` (the
+    per-client rate limit, run before everything else)."""
     pangea = PangeaClient(settings, transport=transport, sleep=sleep)
     tokens = ServiceToken(settings, pangea)
     pangea.tokens = tokens
-    backends = Backends(settings, pangea)
+    backends = Backends(settings, pangea, IntelCache.from_settings(settings, clock=clock))
     trail = AuditTrail(settings, pangea, sleep=sleep) if settings.audit_trail else None
-    middleware: list[Middleware] = [ArgumentErrors()]
+    middleware: list[Middleware] = [*outer_middleware, ArgumentErrors()]
     if trail is not None:
         # Outside the guard, so a call the guard blocked is still recorded (as an error).
         middleware.append(trail.middleware())
     if guard_enabled(settings):
         middleware.append(AIGuard(settings, pangea, server_name="pangea-mcp", exempt=EXEMPT_TOOLS))
+    # Innermost: an oversize result is refused before the audit trail or AI Guard handle it.
+    middleware.append(ResponseLimit(settings.mcp_max_response_bytes))
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
         async with pangea, AsyncExitStack() as stack:
-            await tokens.start()
+            if any(not backends.is_local(service) for service in settings.services):
+                await tokens.start()
             if trail is not None:
                 # Flushes the audit trail on the way out, while the client is still open.
                 await stack.enter_async_context(trail.running())
+            if readiness is not None:
+                readiness.started(lambda: tokens.loaded or not settings.has_credentials)
             try:
                 yield {}
             finally:
+                if readiness is not None:
+                    readiness.stopped()
                 await backends.shutdown()
 
     mcp = FastMCP(

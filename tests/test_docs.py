@@ -18,6 +18,6 @@ def test_readme_lists_every_setting() -> None:
 
 def test_readme_starts_with_the_two_commands() -> None:
     blocks = re.findall(r"```bash\n(.*?)\n```", README.read_text(), flags=re.DOTALL)
-    assert blocks[0] == "pip install uv && uv sync --locked && uv run pangea-mcp"
+    assert blocks[0].startswith("pip install uv && uv sync --locked && uv run pangea-mcp call geolocate ")
     assert blocks[1] == "uv run pytest"
     assert "uv run pytest" in (README.parents[0] / ".ci" / "run").read_text()
