@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -17,6 +15,19 @@ from pangea_mcp.client import PangeaClient, ProgressFn
 from pangea_mcp.errors import invalid_arguments, tool_errors
 from pangea_mcp.local import redaction
 from pangea_mcp.models import PangeaRequest, PangeaResult, dedupe
+from pangea_mcp.services.redact_args import (
+    MAX_FPE_CONTEXT,
+    Debug,
+    Json,
+    ReturnResult,
+    RuleNames,
+    RulesetNames,
+    base64_context,
+    json_path,
+    not_blank,
+    redacted_input,
+    structured,
+)
 
 SERVICE = "redact"
 # Computes a redacted copy; nothing is stored or changed on the user's side.
@@ -28,127 +39,6 @@ _REDACT = ToolAnnotations(
 _UNREDACT = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
 )
-
-_NAME = r"^[A-Za-z0-9_.-]{1,128}$"
-_MAX_FPE_CONTEXT = 64 * 1024
-# Standard base64 with canonical padding (what Pangea sends as fpe_context).
-_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-
-Json = dict[str, Any] | list[Any]
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("text is empty; pass the text to redact")
-    return value
-
-
-def _unique(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"{value!r} is listed twice; list each name once")
-        seen.add(value)
-    return values
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _structured(value: object) -> object:
-    """Accept a JSON object or array, or a string holding one (models often send JSON as text)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value, parse_constant=_reject_constant)
-        except ValueError:
-            raise ValueError("is a string that is not valid JSON; pass a JSON object or array") from None
-    if not isinstance(value, dict | list):
-        raise ValueError("must be a JSON object or array; use the redact tool for plain text")
-    if not value:
-        raise ValueError("is empty; there is nothing to redact")
-    return value
-
-
-def _redacted_data(value: object) -> object:
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("is empty; pass the redacted text or JSON that redact returned")
-    if not isinstance(value, str | dict | list):
-        raise ValueError("must be the redacted text (a string) or the redacted JSON object or array")
-    if not value:
-        raise ValueError("is empty; pass the redacted text or JSON that redact returned")
-    return value
-
-
-def _json_path(value: str) -> str:
-    """Basic JSONPath syntax: starts at the root `$`, brackets and quotes balanced, no dangling dot."""
-    if not value.startswith("$"):
-        raise ValueError(f"{value!r} is not a JSONPath: it must start with $, e.g. $.user.email or $..ssn")
-    if len(value) > 1 and value[1] not in ".[":
-        raise ValueError(f"{value!r} is not a JSONPath: $ must be followed by . or [")
-    if value.endswith(".") or any(c in value for c in "\r\n\t"):
-        raise ValueError(f"{value!r} is not a complete JSONPath")
-    depth, quote = 0, ""
-    for char in value:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-            if depth < 0:
-                break
-    if depth or quote:
-        raise ValueError(f"{value!r} is not a JSONPath: brackets or quotes are unbalanced")
-    return value
-
-
-def _base64(value: str) -> str:
-    # Never echo the value: it is what reverses the encryption.
-    if not _BASE64.fullmatch(value):
-        raise ValueError("is not valid base64; pass fpe_context exactly as redact returned it")
-    return value
-
-
-RuleNames = Annotated[
-    list[Annotated[str, Field(pattern=_NAME)]] | None,
-    Field(
-        min_length=1,
-        max_length=100,
-        json_schema_extra={"uniqueItems": True},
-        description="Redact rule names to apply instead of the configuration's defaults, each once, "
-        "e.g. EMAIL_ADDRESS, PHONE_NUMBER, US_SSN, CREDIT_CARD, PERSON, IP_ADDRESS. Omit to use the "
-        "configuration (on the local backend: every local recogniser; PERSON and other NLP rules are "
-        "Pangea-only).",
-    ),
-    AfterValidator(_unique),
-]
-RulesetNames = Annotated[
-    list[Annotated[str, Field(pattern=_NAME)]] | None,
-    Field(
-        min_length=1,
-        max_length=100,
-        json_schema_extra={"uniqueItems": True},
-        description="Redact ruleset names to apply, each once, e.g. PII, SECRETS (the two the local "
-        "backend knows). Omit to use the configuration.",
-    ),
-    AfterValidator(_unique),
-]
-ReturnResult = Annotated[
-    bool,
-    Field(description="false returns only the count of redactions, not the redacted content"),
-]
-Debug = Annotated[
-    bool,
-    Field(
-        description="true adds a report of which rules matched where (types, positions, scores; never "
-        "the matched text)"
-    ),
-]
 
 
 class _Options(PangeaRequest):
@@ -334,7 +224,7 @@ def register(mcp: FastMCP, backends: Backends) -> None:
     async def redact(
         ctx: Context,
         text: Annotated[
-            str, Field(min_length=1, description="The text to redact"), AfterValidator(_not_blank)
+            str, Field(min_length=1, description="The text to redact"), AfterValidator(not_blank)
         ],
         rules: RuleNames = None,
         rulesets: RulesetNames = None,
@@ -360,11 +250,11 @@ def register(mcp: FastMCP, backends: Backends) -> None:
         ctx: Context,
         data: Annotated[
             Json,
-            BeforeValidator(_structured),
+            BeforeValidator(structured),
             Field(description="The JSON object or array to redact"),
         ],
         jsonp: Annotated[
-            list[Annotated[str, Field(max_length=512), AfterValidator(_json_path)]] | None,
+            list[Annotated[str, Field(max_length=512), AfterValidator(json_path)]] | None,
             Field(
                 min_length=1,
                 max_length=100,
@@ -401,13 +291,13 @@ def register(mcp: FastMCP, backends: Backends) -> None:
         ctx: Context,
         redacted_data: Annotated[
             str | Json,
-            BeforeValidator(_redacted_data),
+            BeforeValidator(redacted_input),
             Field(description="The redacted text or JSON, as redact or redact_structured returned it"),
         ],
         fpe_context: Annotated[
             str,
-            Field(min_length=4, max_length=_MAX_FPE_CONTEXT, description="The fpe_context redact returned"),
-            AfterValidator(_base64),
+            Field(min_length=4, max_length=MAX_FPE_CONTEXT, description="The fpe_context redact returned"),
+            AfterValidator(base64_context),
         ],
     ) -> UnredactReport:
         """Return the data with its original sensitive values: decrypts what redact encrypted with FPE.
