@@ -16,9 +16,7 @@ import asyncio
 import hashlib
 import json
 import secrets
-import socket
 import string
-import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,15 +25,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tests import spec
+from tests.asgi_thread import serve_asgi
 
 SERVICE_TOKEN = "pts_" + "s" * 28 + "0001"
 VAULT_TOKEN = "pts_" + "v" * 28 + "0001"
 VAULT_ITEM_ID = "pvi_" + "a" * 32
+# What geolocate answers for every address (unless scripted otherwise).
+GEOLOCATION = {
+    "country": "Colombia",
+    "city": "Bogota",
+    "latitude": 4.6,
+    "longitude": -74.08,
+    "postal_code": "110111",
+    "country_code": "CO",
+}
 
 HTTP_FOR_STATUS = {
     "Success": 200,
@@ -211,29 +218,8 @@ class FakePangea:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve on 127.0.0.1 (ephemeral port) in a background thread; yields the URL template."""
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only then (else +40 ms per
-        # keep-alive request from Nagle and delayed ACKs).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(self.app, log_level="warning", lifespan="off", interface="asgi3")
-        )
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        for _ in range(1000):
-            if server.started or not thread.is_alive():
-                break
-            threading.Event().wait(0.01)
-        if not server.started:
-            raise RuntimeError("the fake Pangea did not start")
-        try:
-            yield f"http://127.0.0.1:{port}/{{SERVICE_NAME}}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serve_asgi(self.app, name="the fake Pangea", interface="asgi3") as url:
+            yield f"{url}/{{SERVICE_NAME}}"
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -400,14 +386,7 @@ def _ip_data(kind: str, ip: str) -> dict[str, Any]:
     if kind == "reputation":
         return _reputation(ip)
     if kind == "geolocate":
-        return {
-            "country": "Colombia",
-            "city": "Bogota",
-            "latitude": 4.6,
-            "longitude": -74.08,
-            "postal_code": "110111",
-            "country_code": "CO",
-        }
+        return dict(GEOLOCATION)
     if kind == "domain":
         return (
             {"domain_found": n % 2 == 0, "domain": f"host{n % 97}.example.net"}

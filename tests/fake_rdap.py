@@ -19,16 +19,15 @@ import asyncio
 import copy
 import json
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
+
+from tests.asgi_thread import serve_asgi
 
 RDAP_JSON = "application/rdap+json"
 _LDH = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
@@ -310,28 +309,11 @@ class FakeRdap:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """Serve on 127.0.0.1 (ephemeral port) in a background thread; yields http://127.0.0.1:<port>."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", interface="asgi3", timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        for _ in range(1000):
-            if server.started or not thread.is_alive():
-                break
-            threading.Event().wait(0.01)
-        if not server.started:
-            raise RuntimeError("the fake RDAP server did not start")
-        try:
-            yield self.url
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serve_asgi(
+            self.app, name="the fake RDAP server", interface="asgi3", timeout_graceful_shutdown=1
+        ) as url:
+            self.url = url
+            yield url
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

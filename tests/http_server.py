@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -22,9 +21,9 @@ import httpx
 import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
 
-SCRIPT = Path(sys.executable).parent / "pangea-mcp"
+from tests.e2e_common import SCRIPT, child_env
+
 START_TIMEOUT = 40.0  # spawn to the "serving" line (imports take about 3 s on a busy machine)
 STOP_TIMEOUT = 30.0
 LISTENING = re.compile(r"pangea-mcp: serving MCP on (http://127\.0\.0\.1:(\d+)/mcp)")
@@ -62,20 +61,14 @@ async def until(condition: Callable[[], bool], within: float) -> None:
 
 
 def base_env(template: str | None = None, **settings: str) -> dict[str, str]:
-    env = {
+    """child_env (tests/e2e_common.py) with the intel cache off unless `settings` say otherwise, plus PATH
+    and HOME: the HTTP child gets nothing else."""
+    settings.setdefault("cache_ttl", "0")
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/nonexistent"),
-        "PANGEA_RETRY_BACKOFF": "0",
-        "PANGEA_POLL_INTERVAL": "0.01",
-        "PANGEA_REQUEST_TIMEOUT": "10",
-        "PANGEA_SERVICES": "ip_intel,domain_intel",
-        "PANGEA_GUARD": "false",
-        "PANGEA_CACHE_TTL": "0",
+        **child_env(template, **settings),
     }
-    if template is not None:
-        env["PANGEA_BASE_URL_TEMPLATE"] = template
-    env.update({f"PANGEA_{name.upper()}": value for name, value in settings.items()})
-    return env
 
 
 @contextmanager
@@ -139,7 +132,3 @@ async def wait_for(client: httpx.AsyncClient, url: str, status: int) -> httpx.Re
             if response.status_code == status:
                 return response
             await anyio.sleep(0.05)
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))

@@ -306,7 +306,8 @@ async def test_a_full_queue_refuses_events_without_blocking(
 
 async def test_stdio_server_flushes_the_trail_when_the_client_hangs_up(tmp_path: Path) -> None:
     """The installed console script: events still queued when stdin closes reach Pangea before exit."""
-    from tests.test_e2e_stdio import SESSION_TIMEOUT, Transcript, child_env, connect
+    from tests.e2e_common import child_env
+    from tests.test_e2e_stdio import SESSION_TIMEOUT, Transcript, connect
 
     audit = AuditFake()
     with audit.serve() as template, anyio.fail_after(SESSION_TIMEOUT):

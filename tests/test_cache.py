@@ -12,7 +12,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from pangea_mcp.cache import CacheScope, IntelCache, TTLCache, cache_scope
+from pangea_mcp.cache import Answer, CacheScope, IntelCache, TTLCache, cache_scope
 from pangea_mcp.server import build_server
 from tests.conftest import make_settings
 from tests.fake_pangea import FakePangea
@@ -236,17 +236,33 @@ async def _done(task: asyncio.Task[T]) -> T:
     return await asyncio.wait_for(task, timeout=10)
 
 
+async def _held_lookup(
+    cache: IntelCache, upstream: Upstream, items: list[str]
+) -> tuple[asyncio.Task[Answer[str]], asyncio.Event]:
+    """A lookup whose upstream call has been sent and is held until the returned event is set."""
+    release = upstream.release = asyncio.Event()
+    task = asyncio.create_task(cache.lookup(SCOPE, items, upstream))
+    await upstream.started.wait()
+    return task, release
+
+
+async def _waiting_lookup(
+    cache: IntelCache, upstream: Upstream, items: list[str]
+) -> asyncio.Task[Answer[str]]:
+    """A second lookup, given the time to reach the call in flight and wait for it."""
+    task = asyncio.create_task(cache.lookup(SCOPE, items, upstream))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    return task
+
+
 async def test_a_lookup_waits_for_the_identical_call_in_flight() -> None:
     cache = _cache()
     upstream = Upstream({"a": "A"})
-    upstream.release = asyncio.Event()
-    leader = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    await upstream.started.wait()
-    follower = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    leader, release = await _held_lookup(cache, upstream, ["a"])
+    follower = await _waiting_lookup(cache, upstream, ["a"])
     assert not follower.done()  # it is waiting for the leader's call, not making its own
-    upstream.release.set()
+    release.set()
     first, second = await _done(leader), await _done(follower)
 
     assert upstream.calls == [["a"]]
@@ -258,16 +274,12 @@ async def test_a_lookup_waits_for_the_identical_call_in_flight() -> None:
 async def test_when_the_call_in_flight_fails_the_waiter_asks_itself() -> None:
     cache = _cache()
     upstream = Upstream({"a": "A"})
-    upstream.release = asyncio.Event()
     upstream.error = RuntimeError("leader's call broke")
-    leader = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    await upstream.started.wait()
+    leader, release = await _held_lookup(cache, upstream, ["a"])
     upstream.error = None  # only the leader's call fails
-    follower = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    follower = await _waiting_lookup(cache, upstream, ["a"])
     assert not follower.done() and len(upstream.calls) == 1
-    upstream.release.set()
+    release.set()
 
     with pytest.raises(RuntimeError, match="leader's call broke"):
         await _done(leader)
@@ -279,15 +291,11 @@ async def test_when_the_call_in_flight_fails_the_waiter_asks_itself() -> None:
 async def test_a_cancelled_leader_wakes_its_waiters() -> None:
     cache = _cache()
     upstream = Upstream({"a": "A"})
-    upstream.release = asyncio.Event()
-    leader = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    await upstream.started.wait()
-    follower = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    leader, release = await _held_lookup(cache, upstream, ["a"])
+    follower = await _waiting_lookup(cache, upstream, ["a"])
     leader.cancel()
     await _until(lambda: len(upstream.calls) == 2, "the waiter sends its own call")
-    upstream.release.set()
+    release.set()
 
     answer = await _done(follower)
     assert leader.cancelled()
@@ -297,15 +305,11 @@ async def test_a_cancelled_leader_wakes_its_waiters() -> None:
 async def test_a_cancelled_waiter_does_not_cancel_the_call_in_flight() -> None:
     cache = _cache()
     upstream = Upstream({"a": "A"})
-    upstream.release = asyncio.Event()
-    leader = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    await upstream.started.wait()
-    follower = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    leader, release = await _held_lookup(cache, upstream, ["a"])
+    follower = await _waiting_lookup(cache, upstream, ["a"])
     follower.cancel()
     await asyncio.sleep(0)
-    upstream.release.set()
+    release.set()
 
     answer = await _done(leader)
     assert follower.cancelled()
@@ -315,12 +319,10 @@ async def test_a_cancelled_waiter_does_not_cancel_the_call_in_flight() -> None:
 async def test_a_batch_with_new_items_does_not_wait_but_sends_one_call() -> None:
     cache = _cache()
     upstream = Upstream({"a": "A", "b": "B"})
-    upstream.release = asyncio.Event()
-    leader = asyncio.create_task(cache.lookup(SCOPE, ["a"], upstream))
-    await upstream.started.wait()
+    leader, release = await _held_lookup(cache, upstream, ["a"])
     other = asyncio.create_task(cache.lookup(SCOPE, ["a", "b"], upstream))
     await _until(lambda: len(upstream.calls) == 2, "the second batch sends its call")
-    upstream.release.set()
+    release.set()
     await _done(leader)
     answer = await _done(other)
     assert upstream.calls == [["a"], ["a", "b"]]

@@ -14,16 +14,14 @@ from typing import Any
 
 import anyio
 
+from tests.e2e_common import canary, child_env, text_of
 from tests.fake_pangea import FakePangea
 from tests.test_e2e_stdio import (
     SESSION_TIMEOUT,
     Transcript,
     assert_no_canary,
-    canary,
-    child_env,
     connect,
     read_back,
-    text_of,
     validate_output,
 )
 

@@ -4,8 +4,6 @@ on 127.0.0.1, the official MCP client (streamable HTTP) and plain HTTP requests 
 from __future__ import annotations
 
 import json
-import secrets
-import string
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,28 +19,15 @@ from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tests.e2e_common import INITIALIZE, SCRIPT, TOOLS, canary, text_of
 from tests.fake_audit import AuditFake
-from tests.fake_pangea import SERVICE_TOKEN, VAULT_ITEM_ID, FakePangea
-from tests.http_server import SCRIPT, base_env, mcp_session, spawn, text_of, until, wait_for
+from tests.fake_pangea import GEOLOCATION, SERVICE_TOKEN, VAULT_ITEM_ID, FakePangea
+from tests.http_server import base_env, mcp_session, spawn, until, wait_for
 
 SESSION_TIMEOUT = 90.0
 UPSTREAM = Path(__file__).parent / "proxy_upstream.py"
 CONFIG_ID = "pci_" + "b" * 32
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def canary(prefix: str = "pts_") -> str:
-    return prefix + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(32))
 
 
 # -- 1. a session with the bearer token; the front door ------------------------------------------------
@@ -62,7 +47,7 @@ async def test_bearer_session_calls_tools_and_the_front_door_rejects_what_it_mus
                 whois = await session.call_tool("whois", {"domain": "example.org"})
 
             async with httpx.AsyncClient(timeout=10) as http:
-                body = json.dumps(INIT)
+                body = json.dumps(INITIALIZE)
                 missing = await http.post(srv.url, content=body, headers=MCP_HEADERS)
                 wrong = await http.post(
                     srv.url,
@@ -91,15 +76,7 @@ async def test_bearer_session_calls_tools_and_the_front_door_rejects_what_it_mus
                 )
         stderr = srv.stderr()
 
-    assert tools == [
-        "lookup_ip_address_reputation",
-        "geolocate",
-        "lookup_domain_from_ip_address",
-        "is_vpn",
-        "is_proxy",
-        "lookup_domain_reputation",
-        "whois",
-    ]
+    assert tools == TOOLS
     assert not geo.is_error, text_of(geo)
     assert geo.structured_content is not None and geo.structured_content["results"][0]["country_code"] == "CO"
     assert not whois.is_error and fake.body("domain-intel", "v1/whois") == {"domain": "example.org"}
@@ -161,7 +138,7 @@ async def test_jwt_signed_by_the_configured_key_for_this_audience_is_accepted_ot
                 answers = {
                     why: await http.post(
                         srv.url,
-                        content=json.dumps(INIT),
+                        content=json.dumps(INITIALIZE),
                         headers={**MCP_HEADERS, "Authorization": f"Bearer {jwt}"},
                     )
                     for why, jwt in rejected.items()
@@ -207,15 +184,7 @@ async def test_ready_only_after_vault_then_sigterm_lets_the_call_in_flight_finis
     fake = AuditFake(service_token=service_token, vault_token=vault_token)
     item = fake.vault_items[VAULT_ITEM_ID]
     fake.on("vault", "v2/get", result=item, delay=4.0)
-    geo = {
-        "country": "Colombia",
-        "city": "Bogota",
-        "latitude": 4.6,
-        "longitude": -74.08,
-        "postal_code": "110111",
-        "country_code": "CO",
-    }
-    fake.on("ip-intel", "v2/geolocate", result={"data": {"8.8.8.8": geo}}, delay=3.0)
+    fake.on("ip-intel", "v2/geolocate", result={"data": {"8.8.8.8": GEOLOCATION}}, delay=3.0)
     with fake.serve() as template, anyio.fail_after(SESSION_TIMEOUT):
         env = base_env(
             template,
@@ -235,7 +204,7 @@ async def test_ready_only_after_vault_then_sigterm_lets_the_call_in_flight_finis
                 not_ready = await http.get(f"{srv.base}/ready")
                 early = await http.post(
                     srv.url,
-                    content=json.dumps(INIT),
+                    content=json.dumps(INITIALIZE),
                     headers={**MCP_HEADERS, "Authorization": f"Bearer {client_token}"},
                 )
                 await wait_for(http, f"{srv.base}/ready", 200)
@@ -255,7 +224,7 @@ async def test_ready_only_after_vault_then_sigterm_lets_the_call_in_flight_finis
                     draining = await wait_for(http, f"{srv.base}/ready", 503)
                     refused = await http.post(
                         srv.url,
-                        content=json.dumps(INIT),
+                        content=json.dumps(INITIALIZE),
                         headers={**MCP_HEADERS, "Authorization": f"Bearer {client_token}"},
                     )
             code = await srv.exit_code()
@@ -399,7 +368,7 @@ async def test_the_proxy_serves_a_guarded_stdio_server_over_http(tmp_path: Path)
         with spawn(args, env, tmp_path) as srv:
             async with httpx.AsyncClient(timeout=10) as http:
                 ready = await wait_for(http, f"{srv.base}/ready", 200)
-                anonymous = await http.post(srv.url, content=json.dumps(INIT), headers=MCP_HEADERS)
+                anonymous = await http.post(srv.url, content=json.dumps(INITIALIZE), headers=MCP_HEADERS)
             async with mcp_session(srv.url, client_token) as session:
                 tools = [t.name for t in (await session.list_tools()).tools]
                 echo = await session.call_tool("echo", {"text": "hello"})

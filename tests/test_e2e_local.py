@@ -19,15 +19,8 @@ import anyio
 import pytest
 
 from pangea_mcp.local import LOCAL_TOOLS
-from tests.test_e2e_stdio import (
-    SCRIPT,
-    SESSION_TIMEOUT,
-    Transcript,
-    connect,
-    read_back,
-    text_of,
-    validate_output,
-)
+from tests.e2e_common import SCRIPT, text_of
+from tests.test_e2e_stdio import SESSION_TIMEOUT, Transcript, connect, read_back, validate_output
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LOCAL_TOOL_NAMES = [tool for tools in LOCAL_TOOLS.values() for tool in tools]

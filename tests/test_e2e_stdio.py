@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import string
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
@@ -25,25 +22,16 @@ from jsonschema import Draft202012Validator
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.message import SessionMessage
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 from mcp.types.jsonrpc import jsonrpc_message_adapter
 
 import pangea_mcp
+from tests.e2e_common import INITIALIZE, SCRIPT, TOOLS, canary, child_env, text_of
 from tests.fake_pangea import VAULT_ITEM_ID, FakePangea
 
-SCRIPT = Path(sys.executable).parent / "pangea-mcp"
 SESSION_TIMEOUT = 25.0  # one whole stdio session, process start (about 3 s of imports) included
 EXIT_TIMEOUT = 20.0  # a failing start must end by itself well within this
 
-TOOLS = [
-    "lookup_ip_address_reputation",
-    "geolocate",
-    "lookup_domain_from_ip_address",
-    "is_vpn",
-    "is_proxy",
-    "lookup_domain_reputation",
-    "whois",
-]
 IP_TOOLS = {
     "lookup_ip_address_reputation": "v2/reputation",
     "geolocate": "v2/geolocate",
@@ -56,11 +44,6 @@ PRIVATE_IP = "10.1.2.3"
 OTHER_ITEM_ID = "pvi_" + "b" * 32
 
 
-def canary() -> str:
-    """A secret shaped like a real Pangea token, unique to this run."""
-    return "pts_" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(32))
-
-
 def canaries(n: int) -> list[str]:
     values: set[str] = set()
     while len(values) < n:
@@ -68,30 +51,9 @@ def canaries(n: int) -> list[str]:
     return sorted(values)
 
 
-def child_env(template: str | None = None, **settings: str) -> dict[str, str]:
-    env = {
-        "PANGEA_POLL_INTERVAL": "0.01",
-        "PANGEA_RETRY_BACKOFF": "0",
-        "PANGEA_REQUEST_TIMEOUT": "10",
-        # This file covers the core issue's seven intel tools.
-        "PANGEA_SERVICES": "ip_intel,domain_intel",
-        # The AI Guard middleware (on by default with a token) is covered by tests/test_guard.py and
-        # tests/test_proxy.py; these tests count and check the requests of the tools themselves.
-        "PANGEA_GUARD": "false",
-    }
-    if template is not None:
-        env["PANGEA_BASE_URL_TEMPLATE"] = template
-    env.update({f"PANGEA_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
 def assert_no_canary(where: str, text: str, secrets_: list[str]) -> None:
     leaked = [s for s in secrets_ if s in text]
     assert not leaked, f"{len(leaked)} secret(s) leaked into {where}"
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 class Transcript:
@@ -118,10 +80,11 @@ async def _tap(
 
 @asynccontextmanager
 async def connect(
-    env: dict[str, str], cwd: Path, errlog: TextIO, transcript: Transcript
+    env: dict[str, str], cwd: Path, errlog: TextIO, transcript: Transcript, args: Sequence[str] = ()
 ) -> AsyncIterator[ClientSession]:
-    """Spawn the console script and yield an initialized session; every incoming message is recorded."""
-    params = StdioServerParameters(command=str(SCRIPT), env=env, cwd=cwd)
+    """Spawn the console script (with `args`) and yield an initialized session; every incoming message is
+    recorded."""
+    params = StdioServerParameters(command=str(SCRIPT), args=list(args), env=env, cwd=cwd)
     async with stdio_client(params, errlog=errlog) as (read, write):
         send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         async with anyio.create_task_group() as tg:
@@ -334,17 +297,6 @@ async def test_static_token_rejected_is_an_auth_error_with_request_id(
 
 
 # -- 3. Startup failures: exit by themselves, one clear line, nothing on stdout ----------------------------------
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "e2e", "version": "1"},
-    },
-}
 
 
 def run_until_exit(env: dict[str, str], cwd: Path) -> tuple[int, str, str]:

@@ -19,27 +19,16 @@ from pangea_mcp.config import Settings
 from pangea_mcp.guard import SECRET_PLACEHOLDER, guard_enabled
 from pangea_mcp.server import build_server
 from tests.conftest import make_settings
+from tests.e2e_common import canary, child_env, text_of
 from tests.fake_audit import AuditFake
 from tests.fake_pangea import FakePangea
-from tests.test_e2e_stdio import (
-    SESSION_TIMEOUT,
-    Transcript,
-    assert_no_canary,
-    canary,
-    child_env,
-    connect,
-    read_back,
-)
+from tests.test_e2e_stdio import SESSION_TIMEOUT, Transcript, assert_no_canary, connect, read_back
 
 GUARD = ("ai-guard", "v1/guard")
 
 
 def guarded(**overrides: Any) -> Settings:
     return make_settings(**{"guard": True, "services": "ip_intel,redact,user_intel,ai_guard", **overrides})
-
-
-def text(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 def guard_bodies(fake: FakePangea, event_type: str | None = None) -> list[dict[str, Any]]:
@@ -100,7 +89,7 @@ async def test_blocked_arguments_never_reach_the_tool_and_the_error_names_detect
         result = await client.call_tool("redact", {"text": f"My SSN is {ssn}"}, raise_on_error=False)
 
     assert result.is_error
-    message = text(result)
+    message = text_of(result)
     assert "blocked the arguments of redact" in message and "did not run" in message
     assert "confidential_and_pii_entity" in message and "SECRET x1 (blocked)" in message
     assert "request_id: prq_" in message
@@ -117,9 +106,9 @@ async def test_blocked_result_is_withheld(fake: FakePangea) -> None:
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "blocked the result of is_vpn" in text(result) and "malicious_prompt" in text(result)
+    assert "blocked the result of is_vpn" in text_of(result) and "malicious_prompt" in text_of(result)
     assert result.structured_content is None
-    assert "8.8.8.8" not in text(result)
+    assert "8.8.8.8" not in text_of(result)
     assert len(fake.calls("ip-intel", "v2/vpn")) == 1  # the tool did run
 
 
@@ -141,7 +130,7 @@ async def test_transformed_arguments_the_tool_cannot_take_fail_closed(fake: Fake
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "redacted the arguments of is_vpn" in text(result) and "not valid" in text(result)
+    assert "redacted the arguments of is_vpn" in text_of(result) and "not valid" in text_of(result)
     assert fake.calls("ip-intel", "v2/vpn") == []
 
 
@@ -152,7 +141,7 @@ async def test_transformed_arguments_that_are_not_json_fail_closed(fake: FakePan
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "no longer valid JSON" in text(result)
+    assert "no longer valid JSON" in text_of(result)
     assert fake.calls("ip-intel", "v2/vpn") == []
 
 
@@ -164,8 +153,8 @@ async def test_transformed_result_reaches_the_client_in_text_and_structured_cont
 
     assert result.structured_content is not None
     assert result.structured_content["results"][0]["country"] == "<LOCATION>"
-    assert json.loads(text(result)) == result.structured_content
-    assert "Colombia" not in text(result) + json.dumps(result.structured_content)
+    assert json.loads(text_of(result)) == result.structured_content
+    assert "Colombia" not in text_of(result) + json.dumps(result.structured_content)
 
 
 async def test_a_processed_result_that_is_not_json_is_withheld(fake: FakePangea) -> None:
@@ -175,8 +164,8 @@ async def test_a_processed_result_that_is_not_json_is_withheld(fake: FakePangea)
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "withheld" in text(result) and "no longer valid JSON" in text(result)
-    assert "<CUT>" not in text(result)
+    assert "withheld" in text_of(result) and "no longer valid JSON" in text_of(result)
+    assert "<CUT>" not in text_of(result)
 
 
 @pytest.mark.parametrize(
@@ -197,8 +186,8 @@ async def test_an_ai_guard_failure_fails_closed(fake: FakePangea, status: str, r
         called = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert called.is_error
-    assert "Pangea AI Guard is unavailable" in text(called) and status in text(called)
-    assert "the tool did not run" in text(called)
+    assert "Pangea AI Guard is unavailable" in text_of(called) and status in text_of(called)
+    assert "the tool did not run" in text_of(called)
     assert fake.calls("ip-intel", "v2/vpn") == []
 
 
@@ -217,7 +206,7 @@ async def test_an_unreachable_ai_guard_fails_closed_and_fail_open_lets_the_call_
         opened = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]})
 
     assert closed.is_error
-    assert "Pangea AI Guard is unavailable (could not connect" in text(closed)
+    assert "Pangea AI Guard is unavailable (could not connect" in text_of(closed)
     assert opened.structured_content is not None
     assert opened.structured_content["results"][0]["ip"] == "8.8.8.8"
     assert len(fake.calls("ip-intel", "v2/vpn")) == 1  # only the fail-open call ran
@@ -245,7 +234,7 @@ async def test_an_answer_without_detectors_fails_closed(fake: FakePangea) -> Non
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "Pangea AI Guard is unavailable" in text(result) and "UnexpectedResult" in text(result)
+    assert "Pangea AI Guard is unavailable" in text_of(result) and "UnexpectedResult" in text_of(result)
     assert fake.calls("ip-intel", "v2/vpn") == []
     fake.violations.clear()  # the reply is off-spec on purpose
 
@@ -258,7 +247,7 @@ async def test_a_block_with_an_unreadable_detector_report_still_blocks(fake: Fak
         result = await client.call_tool("is_vpn", {"ipAddresses": ["8.8.8.8"]}, raise_on_error=False)
 
     assert result.is_error
-    assert "blocked the arguments of is_vpn" in text(result) and "could not be read" in text(result)
+    assert "blocked the arguments of is_vpn" in text_of(result) and "could not be read" in text_of(result)
     assert fake.calls("ip-intel", "v2/vpn") == []
     fake.violations.clear()  # the reply is off-spec on purpose
 

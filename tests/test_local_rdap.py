@@ -63,6 +63,15 @@ async def whois_via(fake: FakeRdap, prefix: str, **settings: Any) -> AsyncIterat
         yield whois
 
 
+async def whois_routed(fake: FakeRdap, domain: str) -> tuple[WhoisData, list[str]]:
+    """Look `domain` up routed by the shipped bootstrap data, every request answered by the running `fake`;
+    also the URLs the client asked for."""
+    with fake.serve() as url:
+        transport = ToFake(url)
+        async with aclosing(RdapWhois(make_settings(), transport=transport)) as whois:
+            return await whois.whois(domain), transport.asked
+
+
 # -- routing ---------------------------------------------------------------------------------------
 
 
@@ -123,12 +132,9 @@ async def test_tld_without_an_https_rdap_server_fails_before_any_request(domain:
 
 async def test_bootstrap_routed_lookup_reaches_verisign_then_the_registrar() -> None:
     fake = FakeRdap(registrar_base="https://rdap.markmonitor.com")
-    with fake.serve() as url:
-        transport = ToFake(url)
-        async with aclosing(RdapWhois(make_settings(), transport=transport)) as whois:
-            found = await whois.whois("Google.com")
+    found, asked = await whois_routed(fake, "Google.com")
 
-    assert transport.asked == [
+    assert asked == [
         "https://rdap.verisign.com/com/v1/domain/google.com",
         "https://rdap.markmonitor.com/rdap/domain/GOOGLE.COM",
     ]
@@ -367,12 +373,9 @@ async def test_registry_links_to_plain_http_or_private_addresses_are_not_followe
     registrar_base: str, note: str
 ) -> None:
     fake = FakeRdap(registrar_base=registrar_base)
-    with fake.serve() as url:
-        transport = ToFake(url)
-        async with aclosing(RdapWhois(make_settings(), transport=transport)) as whois:
-            found = await whois.whois("google.com")
+    found, asked = await whois_routed(fake, "google.com")
 
-    assert transport.asked == ["https://rdap.verisign.com/com/v1/domain/google.com"]
+    assert asked == ["https://rdap.verisign.com/com/v1/domain/google.com"]
     assert found.found and found.registrant_organization is None
     assert found.note is not None and note in found.note
 
@@ -397,12 +400,9 @@ async def test_redirect_within_https_is_followed() -> None:
         "/com/v1/domain/google.com",
         Reply(301, headers={"Location": "https://rdap.verisign.com/v2/domain/google.com"}),
     )
-    with fake.serve() as url:
-        transport = ToFake(url)
-        async with aclosing(RdapWhois(make_settings(), transport=transport)) as whois:
-            found = await whois.whois("google.com")
+    found, asked = await whois_routed(fake, "google.com")
 
-    assert transport.asked == [
+    assert asked == [
         "https://rdap.verisign.com/com/v1/domain/google.com",
         "https://rdap.verisign.com/v2/domain/google.com",
     ]

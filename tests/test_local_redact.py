@@ -23,6 +23,7 @@ from pangea_mcp.local.redaction import (
     redact_text,
 )
 from pangea_mcp.server import build_server
+from tests import redaction_scoring
 from tests.conftest import make_settings
 
 LABELLED = Path(__file__).parent / "data" / "redaction_labelled.jsonl"
@@ -36,25 +37,14 @@ def _found(text: str, types: list[str] | None = None) -> list[tuple[str, str]]:
 
 
 def test_precision_and_recall_on_the_labelled_set() -> None:
-    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
-    positives = [r for r in rows if r["kind"] == "positive"]
-    negatives = [r for r in rows if r["kind"] == "negative"]
-    assert len(positives) >= 200 and len(negatives) >= 200
-    assert all(r["entities"] for r in positives) and not any(r["entities"] for r in negatives)
+    labelled = redaction_scoring.load(LABELLED)
+    assert len(labelled.positives) >= 200 and len(labelled.negatives) >= 200
 
     # Entity level, strict: a hit counts only with the labelled type and exactly the labelled span.
-    true_pos = false_pos = false_neg = 0
-    for row in rows:
-        gold = {(e["type"], e["start"], e["end"]) for e in row["entities"]}
-        found = {(h.field_type, h.start, h.end) for h in find(row["text"])}
-        true_pos += len(gold & found)
-        false_pos += len(found - gold)
-        false_neg += len(gold - found)
-    precision = true_pos / (true_pos + false_pos)
-    recall = true_pos / (true_pos + false_neg)
-    print(f"\nlocal redaction: precision {precision:.3f}, recall {recall:.3f} ({true_pos} TP, {false_pos} FP, {false_neg} FN)")  # fmt: skip
-    assert precision >= 0.95
-    assert recall >= 0.90
+    score = redaction_scoring.score(labelled.rows)
+    print(f"\nlocal redaction: {score.summary()}")
+    assert score.precision >= 0.95
+    assert score.recall >= 0.90
 
 
 # -- recognisers --------------------------------------------------------------------------------------

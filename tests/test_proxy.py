@@ -9,42 +9,28 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import anyio
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import pytest
-import uvicorn
 from anyio.streams.buffered import BufferedByteReceiveStream
 from fastmcp import Client, FastMCP
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import SessionMessage
-from mcp.types import TextContent, TextResourceContents
+from mcp.types import TextResourceContents
 
 from pangea_mcp import cli, proxy
 from pangea_mcp.config import Settings
+from tests.asgi_thread import serve_asgi
 from tests.conftest import make_settings
+from tests.e2e_common import INITIALIZE, SCRIPT, canary, text_of
 from tests.fake_pangea import FakePangea
 from tests.proxy_upstream import EMAIL, INJECTION, POISON, README, STDERR_MARK, build_upstream
-from tests.test_e2e_stdio import (
-    SCRIPT,
-    SESSION_TIMEOUT,
-    Transcript,
-    _tap,
-    assert_no_canary,
-    canary,
-    read_back,
-)
+from tests.test_e2e_stdio import SESSION_TIMEOUT, Transcript, assert_no_canary, connect, read_back
 
 GUARD = ("ai-guard", "v1/guard")
 UPSTREAM = Path(__file__).resolve().parent / "proxy_upstream.py"
@@ -61,10 +47,6 @@ def served(fake: FakePangea, calls: list[dict[str, Any]], **overrides: Any) -> F
     return proxy.build(
         settings(**overrides), upstream, server_name="proxy-upstream", transport=fake.transport
     )
-
-
-def text(result: Any) -> str:
-    return "\n".join(b.text for b in result.content if isinstance(b, TextContent))
 
 
 def tool_calls(calls: list[dict[str, Any]]) -> list[str]:
@@ -88,8 +70,8 @@ async def test_tools_list_and_run_through_the_proxy_as_they_do_directly(fake: Fa
     shape = [(t.name, t.description, t.input_schema, t.output_schema) for t in tools]
     assert shape == [(t.name, t.description, t.input_schema, t.output_schema) for t in direct_tools]
     assert [t.name for t in tools] == TOOLS
-    assert (text(echo), echo.structured_content) == (text(direct_echo), direct_echo.structured_content)
-    assert (text(user), user.structured_content) == (text(direct_user), direct_user.structured_content)
+    assert (text_of(echo), echo.structured_content) == (text_of(direct_echo), direct_echo.structured_content)
+    assert (text_of(user), user.structured_content) == (text_of(direct_user), direct_user.structured_content)
     assert tool_calls(calls) == ["echo", "lookup_user"]
     # Listing, then arguments and result of each call, each with its event type.
     assert [b["event_type"] for b in fake.bodies(*GUARD)] == [
@@ -111,10 +93,10 @@ async def test_a_blocked_input_never_reaches_the_upstream(fake: FakePangea) -> N
         allowed = await client.call_tool("echo", {"text": "hello"})
 
     assert blocked.is_error
-    assert "blocked the arguments of echo" in text(blocked) and "malicious_prompt" in text(blocked)
-    assert "rm -rf" not in text(blocked)
+    assert "blocked the arguments of echo" in text_of(blocked) and "malicious_prompt" in text_of(blocked)
+    assert "rm -rf" not in text_of(blocked)
     assert calls == [{"tool": "echo", "arguments": {"text": "hello"}}]
-    assert text(allowed) == "hello"
+    assert text_of(allowed) == "hello"
 
 
 async def test_a_blocked_output_never_reaches_the_client(fake: FakePangea) -> None:
@@ -124,8 +106,8 @@ async def test_a_blocked_output_never_reaches_the_client(fake: FakePangea) -> No
         result = await client.call_tool("fetch_page", {"url": "https://example.org"}, raise_on_error=False)
 
     assert result.is_error
-    assert "blocked the result of fetch_page" in text(result)
-    assert INJECTION not in text(result) and "example.org" not in text(result)
+    assert "blocked the result of fetch_page" in text_of(result)
+    assert INJECTION not in text_of(result) and "example.org" not in text_of(result)
     assert tool_calls(calls) == ["fetch_page"]  # it ran; its output was withheld
     [checked] = [b for b in fake.bodies(*GUARD) if b["event_type"] == "tool_output"]
     assert INJECTION in checked["input"]["messages"][0]["content"]
@@ -139,8 +121,8 @@ async def test_a_transformed_output_reaches_the_client_transformed_in_text_and_s
         result = await client.call_tool("lookup_user", {"user_id": 7})
 
     assert result.structured_content == {"id": 7, "name": "Alan Grant", "email": "<EMAIL_ADDRESS>"}
-    assert json.loads(text(result)) == result.structured_content
-    assert EMAIL not in text(result)
+    assert json.loads(text_of(result)) == result.structured_content
+    assert EMAIL not in text_of(result)
     # Text that only mirrors the structured content is sent once, not twice.
     [checked] = [b for b in fake.bodies(*GUARD) if b["event_type"] == "tool_output"]
     assert len(checked["input"]["messages"]) == 1
@@ -151,7 +133,7 @@ async def test_a_wrapped_text_result_is_checked_once_and_stays_consistent(fake: 
     async with Client(served(fake, [])) as client:
         result = await client.call_tool("echo", {"text": f"mail {EMAIL}"})
 
-    assert text(result) == "mail <EMAIL_ADDRESS>"
+    assert text_of(result) == "mail <EMAIL_ADDRESS>"
     assert result.structured_content == {"result": "mail <EMAIL_ADDRESS>"}
     [checked] = [b for b in fake.bodies(*GUARD) if b["event_type"] == "tool_output"]
     assert [json.loads(m["content"]) for m in checked["input"]["messages"]] == [{"result": f"mail {EMAIL}"}]
@@ -162,7 +144,7 @@ async def test_text_that_differs_from_the_structured_content_is_checked_too(fake
     async with Client(served(fake, [])) as client:
         result = await client.call_tool("report", {})
 
-    assert text(result) == "Owner: <EMAIL_ADDRESS>."
+    assert text_of(result) == "Owner: <EMAIL_ADDRESS>."
     assert result.structured_content == {"owner": "<EMAIL_ADDRESS>", "pages": 3}
     [checked] = [b for b in fake.bodies(*GUARD) if b["event_type"] == "tool_output"]
     assert [m["content"] for m in checked["input"]["messages"]] == [
@@ -179,7 +161,7 @@ async def test_an_outage_fails_closed(fake: FakePangea) -> None:
         result = await client.call_tool("echo", {"text": "hello"}, raise_on_error=False)
 
     assert result.is_error
-    assert "Pangea AI Guard is unavailable" in text(result)
+    assert "Pangea AI Guard is unavailable" in text_of(result)
     assert calls == []
 
 
@@ -193,7 +175,7 @@ async def test_an_outage_with_fail_open_gives_the_unguarded_result(
         result = await client.call_tool("fetch_page", {"url": "https://example.org"})
 
     assert [t.name for t in tools] == TOOLS
-    assert INJECTION in text(result)  # unguarded, as configured
+    assert INJECTION in text_of(result)  # unguarded, as configured
     assert tool_calls(calls) == ["fetch_page"]
     assert "fail-open" in caplog.text
 
@@ -211,8 +193,8 @@ async def test_a_poisoned_description_hides_that_tool_only_and_says_so(
 
     assert [t.name for t in tools] == [name for name in TOOLS if name != "notes"]
     assert [t.name for t in again] == [t.name for t in tools]
-    assert hidden.is_error and "Tool notes is hidden" in text(hidden)
-    assert POISON not in text(hidden)
+    assert hidden.is_error and "Tool notes is hidden" in text_of(hidden)
+    assert POISON not in text_of(hidden)
     assert calls == []
     assert "description of tool notes" in caplog.text and "hidden" in caplog.text
     listings = [b for b in fake.bodies(*GUARD) if b["event_type"] == "tool_listing"]
@@ -229,7 +211,7 @@ async def test_a_tool_called_without_listing_is_still_screened(fake: FakePangea)
     async with Client(served(fake, calls)) as client:
         hidden = await client.call_tool("notes", {"note": "x"}, raise_on_error=False)
 
-    assert hidden.is_error and "hidden" in text(hidden)
+    assert hidden.is_error and "hidden" in text_of(hidden)
     assert calls == []
 
 
@@ -328,21 +310,6 @@ def proxy_env(template: str, token: str, **extra: str) -> dict[str, str]:
     }
 
 
-@asynccontextmanager
-async def connect(
-    args: list[str], env: dict[str, str], cwd: Path, errlog: TextIO, transcript: Transcript
-) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(command=str(SCRIPT), args=args, env=env, cwd=cwd)
-    async with stdio_client(params, errlog=errlog) as (read, write):
-        send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_tap, read, send, transcript)
-            async with ClientSession(receive, write, read_timeout_seconds=15) as session:
-                await session.initialize()
-                yield session
-            tg.cancel_scope.cancel()
-
-
 async def test_the_installed_proxy_guards_a_stdio_server_and_keeps_secrets_from_it(tmp_path: Path) -> None:
     token = canary()
     fake = FakePangea(service_token=token)
@@ -365,7 +332,7 @@ async def test_the_installed_proxy_guards_a_stdio_server_and_keeps_secrets_from_
                 UPSTREAM_CALL_LOG=str(call_log),
                 UPSTREAM_KEEP="kept",
             )
-            async with connect(args, env, tmp_path, errlog, transcript) as session:
+            async with connect(env, tmp_path, errlog, transcript, args) as session:
                 tools = (await session.list_tools()).tools
                 echo = await session.call_tool("echo", {"text": "hello"})
                 dropped = await session.call_tool("echo", {"text": "DROP TABLE users"})
@@ -384,11 +351,11 @@ async def test_the_installed_proxy_guards_a_stdio_server_and_keeps_secrets_from_
         stderr = read_back(errlog)
 
     assert [t.name for t in tools] == [name for name in TOOLS if name != "notes"]
-    assert not echo.is_error and text(echo) == "hello"
-    assert dropped.is_error and "blocked the arguments of echo" in text(dropped)
-    assert page.is_error and "blocked the result of fetch_page" in text(page)
+    assert not echo.is_error and text_of(echo) == "hello"
+    assert dropped.is_error and "blocked the arguments of echo" in text_of(dropped)
+    assert page.is_error and "blocked the result of fetch_page" in text_of(page)
     assert user.structured_content == {"id": 7, "name": "Alan Grant", "email": "<EMAIL_ADDRESS>"}
-    assert json.loads(text(user)) == user.structured_content
+    assert json.loads(text_of(user)) == user.structured_content
     [resource] = readme.contents
     assert isinstance(resource, TextResourceContents) and "<EMAIL_ADDRESS>" in resource.text
 
@@ -416,18 +383,6 @@ async def test_the_installed_proxy_guards_a_stdio_server_and_keeps_secrets_from_
     assert_no_canary("stderr", stderr, [token])
     assert_no_canary("the messages the client received", transcript.text(), [token, INJECTION, EMAIL, POISON])
     assert fake.violations == []
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "e2e", "version": "1"},
-    },
-}
 
 
 async def run_proxy(
@@ -581,32 +536,12 @@ def test_the_proxy_says_why_it_cannot_start(tmp_path: Path) -> None:
     assert missing.stdout == disabled.stdout == not_mcp.stdout == ""
 
 
-@contextmanager
-def serve_http(app: Any) -> Iterator[str]:
-    """An ASGI app on 127.0.0.1 (ephemeral port) in a background thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    started = threading.Event()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        started.wait(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 async def test_an_http_upstream_is_guarded_the_same_way(fake: FakePangea) -> None:
     fake.guard_blocks("rm -rf /", event_type="tool_input")
     fake.guard_redacts(EMAIL, "<EMAIL_ADDRESS>", event_type="tool_output")
     calls: list[dict[str, Any]] = []
-    with serve_http(build_upstream(calls).http_app(path="/mcp")) as base:
+    upstream = build_upstream(calls).http_app(path="/mcp")
+    with serve_asgi(upstream, name="the upstream MCP server", lifespan="on") as base:
         server = proxy.build(settings(), f"{base}/mcp", server_name="upstream", transport=fake.transport)
         async with Client(server) as client:
             tools = await client.list_tools()
@@ -615,5 +550,5 @@ async def test_an_http_upstream_is_guarded_the_same_way(fake: FakePangea) -> Non
 
     assert [t.name for t in tools] == TOOLS
     assert user.structured_content == {"id": 7, "name": "Alan Grant", "email": "<EMAIL_ADDRESS>"}
-    assert blocked.is_error and "blocked the arguments of echo" in text(blocked)
+    assert blocked.is_error and "blocked the arguments of echo" in text_of(blocked)
     assert tool_calls(calls) == ["lookup_user"]
