@@ -188,15 +188,22 @@ def _serve(args: argparse.Namespace, command: list[str], settings: Settings, whe
 
         return run
 
-    import anyio
-
-    from pangea_mcp import http
+    from pangea_mcp import http, http_workers
+    from pangea_mcp.errors import StartupError
     from pangea_mcp.http_limits import Readiness
 
     readiness = Readiness()
+    refusal = http_workers.workers_refusal(settings)
+    if refusal is not None:
+        raise StartupError(refusal)
     server = build_server(settings, readiness=readiness, outer_middleware=http.transport_middleware(settings))
+    if settings.mcp_workers > 1:
+        workers = functools.partial(
+            http_workers.serve_workers, server, settings, readiness, host=where.host, port=where.port
+        )
+        return lambda: workers(workers=settings.mcp_workers)
     serve = functools.partial(http.serve, server, settings, readiness, host=where.host, port=where.port)
-    return lambda: anyio.run(serve)
+    return lambda: http.run(serve)
 
 
 def _proxy(args: argparse.Namespace, command: list[str], settings: Settings, where: Transport) -> Runner:

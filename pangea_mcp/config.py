@@ -255,6 +255,13 @@ class Settings(BaseSettings):
         "the cache off).",
     )
     cache_size: int = Field(default=10_000, ge=0, le=10_000_000, description="Most items in the intel cache.")
+    mcp_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes, each serving the whole app on the same port (Linux and macOS; "
+        "needs PANGEA_MCP_STATELESS=true).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="WARNING", description="Log level; logs always go to stderr."
     )
