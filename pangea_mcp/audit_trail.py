@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import random
-import re
 import time
 import uuid
 from collections import deque
@@ -30,7 +29,7 @@ from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import PangeaAPIError, PangeaError, ValidationError
 from pangea_mcp.local.audit_store import AuditStore, NewEvent, store_paths
-from pangea_mcp.logs import SECRETS, scrub
+from pangea_mcp.logs import SECRET_NAME, SECRETS, scrub
 from pangea_mcp.models import PangeaRequest, PangeaResult
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,6 @@ _MAX_BACKOFF = 60.0
 #: Standard-schema limits (pangea-api.md 5.4).
 LIMITS = {"actor": 128, "source": 128, "target": 128, "tenant_id": 128, "action": 32, "status": 32}
 MAX_TEXT = 32766
-# Argument names whose values are masked in the trail even when arguments are logged.
-_SECRET_NAME = re.compile(
-    r"pass(word|wd|phrase)?|secret|token|api_?key|private_?key|credential|fpe_context", re.I
-)
 _MASK = "[REDACTED]"
 #: Tools whose payload arguments are the sensitive data itself (what is being redacted, guarded or
 #: revealed): the trail records their size only, never their content.
@@ -161,7 +156,7 @@ def _recorded_arguments(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def _masked(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _MASK if _SECRET_NAME.search(str(k)) else _masked(v) for k, v in value.items()}
+        return {k: _MASK if SECRET_NAME.search(str(k)) else _masked(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v) for v in value]
     return value

@@ -10,6 +10,10 @@ import threading
 #: Pangea token shapes (pts_, ptu_, ...). Item and config ids (pvi_, pci_) are not secret.
 _TOKEN_SHAPE = re.compile(r"\bpt[a-z]_[a-z0-9]{32}\b")
 _MASK = "[REDACTED]"
+#: Argument names whose values are secrets: masked in the audit trail, withheld from AI Guard.
+SECRET_NAME = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|api_?key|private_?key|credential|fpe_context", re.I
+)
 
 
 class _SecretRegistry:
