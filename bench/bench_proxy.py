@@ -11,7 +11,7 @@ Against the fake Pangea API served on 127.0.0.1 in this process, with the offici
    which makes two AI Guard calls per tool call (arguments, then result) to the fake;
 3. guard: one `POST ai-guard/v1/guard` with the same body sent directly with a keep-alive httpx client,
    i.e. the guard fake's own round trip;
-4. check: the same check made as the proxy makes it (AIGuard.check through pangea_mcp's client), in a
+4. check: the same check made as the proxy makes it (GuardClient.check through pangea_mcp's client), in a
    second phase alternating with (3) only, so the report can also say what the proxy costs beyond its
    two checks without disturbing the first phase.
 
@@ -47,7 +47,7 @@ from pydantic import SecretStr
 
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.config import Settings
-from pangea_mcp.guard import AIGuard
+from pangea_mcp.guard_client import GuardClient
 from pangea_mcp.vault import ServiceToken
 from tests.fake_pangea import SERVICE_TOKEN, FakePangea
 
@@ -136,7 +136,7 @@ async def measure(iterations: int, warmup: int, seed: int) -> dict[str, Any]:
                 http = await stack.enter_async_context(
                     httpx.AsyncClient(trust_env=False, timeout=CALL_TIMEOUT)
                 )
-                # The same check made the way the proxy makes it: AIGuard.check through the shared client.
+                # The same check made the way the proxy makes it: GuardClient.check through the shared client.
                 settings = Settings(
                     _env_file=None,  # type: ignore[call-arg]
                     token=SecretStr(SERVICE_TOKEN),
@@ -144,7 +144,7 @@ async def measure(iterations: int, warmup: int, seed: int) -> dict[str, Any]:
                 )
                 pangea = await stack.enter_async_context(PangeaClient(settings))
                 pangea.tokens = ServiceToken(settings, pangea)
-                checker = AIGuard(settings, pangea, server_name="python proxy_upstream.py")
+                checker = GuardClient(settings, pangea, server_name="python proxy_upstream.py")
 
                 async def call_direct() -> None:
                     result = await direct.call_tool("echo", {"text": TEXT})
@@ -238,7 +238,7 @@ def report(result: dict[str, Any], iterations: int) -> str:
         "direct": "upstream echo, direct (stdio)",
         "proxied": "upstream echo through pangea-mcp proxy",
         "guard": "guard fake /v1/guard round trip (httpx)",
-        "check": "the same through AIGuard.check (pangea_mcp client), scaled",
+        "check": "the same through GuardClient.check (pangea_mcp client), scaled",
     }
     lines = [
         f"pangea-mcp proxy benchmark: {iterations} iterations, Python {platform.python_version()}, "
@@ -257,7 +257,7 @@ def report(result: dict[str, Any], iterations: int) -> str:
         f"guard round trips per proxied call: {result['guard_calls_per_proxied_call']:.2f}",
         f"ratio added / (2 x guard p50): **{result['ratio']:.2f}**: {verdict} (target <= {TARGET_RATIO}); "
         f"paired {result['paired_ratio']:.2f}, p10 {result['p10_ratio']:.2f}",
-        f"added / (2 x AIGuard.check p50): {result['ratio_vs_checks']:.2f} (what the proxy costs beyond "
+        f"added / (2 x GuardClient.check p50): {result['ratio_vs_checks']:.2f} (what the proxy costs beyond "
         f"its two checks as it makes them; a check costs {result['check_cost']:.2f} x the raw round trip)",
         "CPU per proxied call: "
         + ", ".join(f"{name} {ms:.2f} ms" for name, ms in result["cpu_ms_per_call"].items()),

@@ -93,18 +93,6 @@ class AIGuard(Middleware):
         #: tool name -> (fingerprint of what was checked, what fired when blocked, else None)
         self._screened: dict[str, tuple[str, str | None]] = {}
 
-    async def check(
-        self,
-        event: EventType,
-        messages: Sequence[tuple[Role, str]],
-        *,
-        recipe: str,
-        extra: dict[str, Any],
-        tools: list[dict[str, Any]] | None = None,
-    ) -> Verdict:
-        """One AI Guard call for all the texts; raises PangeaError when AI Guard gives no verdict."""
-        return await self._client.check(event, messages, recipe=recipe, extra=extra, tools=tools)
-
     async def _output(
         self,
         result: _Result,
@@ -340,7 +328,7 @@ class AIGuard(Middleware):
 
     async def _check_listing(self, entries: list[dict[str, Any]]) -> Verdict:
         names = [entry["name"] for entry in entries]
-        return await self.check(
+        return await self._client.check(
             "tool_listing",
             [],
             recipe=self._settings.guard_output_recipe,
