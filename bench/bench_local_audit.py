@@ -30,7 +30,8 @@ from pathlib import Path
 from fastmcp import Client
 
 from pangea_mcp import audit_verify as av
-from pangea_mcp.local.audit_store import AuditStore, NewEvent, Query
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import NewEvent, Query
 from pangea_mcp.server import build_server
 from tests.conftest import make_settings
 

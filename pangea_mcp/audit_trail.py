@@ -28,7 +28,9 @@ from pangea_mcp.audit_verify import load_private_key, public_key_field, sign_eve
 from pangea_mcp.client import PangeaClient, SleepFn
 from pangea_mcp.config import Settings
 from pangea_mcp.errors import PangeaAPIError, PangeaError, ValidationError
-from pangea_mcp.local.audit_store import AuditStore, NewEvent, store_paths
+from pangea_mcp.local.audit_keys import store_paths
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import NewEvent
 from pangea_mcp.logs import SECRET_NAME, SECRETS, scrub
 from pangea_mcp.models import PangeaRequest, PangeaResult
 

@@ -12,7 +12,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from pangea_mcp.local.audit_store import AuditStore, NewEvent
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import NewEvent
 
 
 async def main(db: Path, key: Path) -> None:

@@ -19,7 +19,8 @@ from fastmcp.exceptions import ToolError
 from pangea_mcp import audit_verify as av
 from pangea_mcp.config import Settings
 from pangea_mcp.local import merkle
-from pangea_mcp.local.audit_store import AuditStore, LocalAuditError, NewEvent, Query
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import LocalAuditError, NewEvent, Query
 from pangea_mcp.server import build_server
 from tests.conftest import make_settings
 from tests.fake_audit import Tree, canonical

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pangea_mcp import audit_verify as av
-from pangea_mcp.local.audit_store import AuditStore, NewEvent, Query
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import NewEvent, Query
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Committed events to see printed before each kill.

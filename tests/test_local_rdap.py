@@ -22,8 +22,8 @@ from pangea_mcp.local.rdap import (
     RdapUnavailable,
     RdapUnsupported,
     RdapWhois,
-    WhoisData,
 )
+from pangea_mcp.local.rdap_mapping import WhoisData
 from tests.conftest import make_settings
 from tests.fake_rdap import FakeRdap, Reply, error_object, registrar_domain, verisign_domain
 

@@ -20,15 +20,15 @@ from pangea_mcp.audit_verify import Root as VerifiedRoot
 from pangea_mcp.audit_verify import SignatureStatus
 from pangea_mcp.client import PangeaResponse, ProgressFn
 from pangea_mcp.config import Settings
-from pangea_mcp.local.audit_store import (
-    AuditStore,
+from pangea_mcp.local.audit_keys import store_paths
+from pangea_mcp.local.audit_store import AuditStore
+from pangea_mcp.local.audit_types import (
     LocalAuditError,
     NewEvent,
     Query,
     SignedRoot,
     StoredRecord,
     received_at,
-    store_paths,
 )
 from pangea_mcp.services.audit_root import (
     LogRequest,

@@ -36,7 +36,7 @@ from pangea_mcp import audit_verify as av
 from pangea_mcp.local import audit_db as db
 from pangea_mcp.local import audit_queries as queries
 from pangea_mcp.local import merkle
-from pangea_mcp.local.audit_keys import load_signing_key, store_paths
+from pangea_mcp.local.audit_keys import load_signing_key
 from pangea_mcp.local.audit_types import (
     Appended,
     Found,
@@ -44,24 +44,8 @@ from pangea_mcp.local.audit_types import (
     NewEvent,
     Query,
     SignedRoot,
-    StoredRecord,
     received_at,
 )
-
-# The local audit log's public names, importable from here wherever they are defined.
-__all__ = [
-    "Appended",
-    "AuditStore",
-    "Found",
-    "LocalAuditError",
-    "NewEvent",
-    "Query",
-    "SignedRoot",
-    "StoredRecord",
-    "load_signing_key",
-    "received_at",
-    "store_paths",
-]
 
 log = logging.getLogger(__name__)
 

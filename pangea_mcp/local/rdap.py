@@ -25,17 +25,6 @@ from pangea_mcp.local.rdap_bootstrap import load_whoisit
 from pangea_mcp.local.rdap_mapping import Record, WhoisData, not_found, whois_data
 from pangea_mcp.models import normalise_domain
 
-# WhoisData is importable from here, with the client and its errors.
-__all__ = [
-    "RdapBadAnswer",
-    "RdapError",
-    "RdapRefused",
-    "RdapUnavailable",
-    "RdapUnsupported",
-    "RdapWhois",
-    "WhoisData",
-]
-
 log = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"pangea-mcp/{__version__}"

@@ -10,7 +10,8 @@ from pangea_mcp.backends import Backends
 from pangea_mcp.cache import CACHED, REQUEST_ID, Fetch, cache_scope
 from pangea_mcp.client import PangeaClient
 from pangea_mcp.errors import tool_errors
-from pangea_mcp.local.rdap import RdapWhois, WhoisData
+from pangea_mcp.local.rdap import RdapWhois
+from pangea_mcp.local.rdap_mapping import WhoisData
 from pangea_mcp.models import (
     Domain,
     DomainList,
