@@ -115,17 +115,24 @@ def build_server(
         middleware.append(AIGuard(settings, pangea, server_name="pangea-mcp", exempt=EXEMPT_TOOLS))
     # Innermost: an oversize result is refused before the audit trail or AI Guard handle it.
     middleware.append(ResponseLimit(settings.mcp_max_response_bytes))
+    # Whether anything here calls Pangea: then its token is loaded at startup (a bad one stops the
+    # server at once) and readiness waits for it; a wholly local server has no token to wait for.
+    needs_pangea = (
+        any(not backends.is_local(service) for service in settings.services if backends.serves(service))
+        or guard_enabled(settings)
+        or (trail is not None and not backends.is_local("audit"))
+    )
 
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
         async with pangea, AsyncExitStack() as stack:
-            if any(not backends.is_local(service) for service in settings.services):
+            if needs_pangea:
                 await tokens.start()
             if trail is not None:
                 # Flushes the audit trail on the way out, while the client is still open.
                 await stack.enter_async_context(trail.running())
             if readiness is not None:
-                readiness.started(lambda: tokens.loaded or not settings.has_credentials)
+                readiness.started(lambda: tokens.loaded or not needs_pangea)
             try:
                 yield {}
             finally:

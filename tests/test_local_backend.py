@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastmcp import Client
 from mcp.types import TextContent
+from pydantic import SecretStr
 
 from pangea_mcp.config import LOCAL_MODULES, SERVICE_MODULES
 from pangea_mcp.local import LOCAL_TOOLS, PANGEA_ONLY_TOOLS, startup_notice
@@ -190,3 +191,15 @@ def test_instructions_only_mention_tools_that_exist_locally() -> None:
 def test_pangea_backend_without_a_token_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="PANGEA_BACKEND=pangea needs PANGEA_TOKEN"):
         make_settings(token=None, backend="pangea")
+
+
+async def test_local_backend_with_a_token_is_ready_without_loading_it(tmp_path: Path) -> None:
+    # PANGEA_BACKEND=local with a token configured: nothing calls Pangea, so readiness must not wait for
+    # a token that is never loaded.
+    from pangea_mcp.http_limits import Readiness
+
+    readiness = Readiness()
+    settings = local_settings(tmp_path, token=SecretStr("pts_" + "a" * 32), backend="local", guard=False)
+    async with Client(build_server(settings, readiness=readiness)) as client:
+        await client.list_tools()
+        assert readiness.ready
