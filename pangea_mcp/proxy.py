@@ -383,24 +383,13 @@ def build(
     # inside it sees their results.
     middleware: list[Middleware] = [*outer_middleware, ResponseLimit(settings.mcp_max_response_bytes), guard]
 
-    def ready() -> None:
-        if readiness is not None:
-            readiness.started(lambda: tokens.loaded)
-
     @asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[dict[str, object]]:
-        async with pangea:
+        async with pangea, AsyncExitStack() as stack:
             # The guard's token first: without it nothing could be served, so the child is not even started.
             await tokens.start()
-            if child is None or shared is None:
-                ready()
-                try:
-                    yield {}
-                finally:
-                    if readiness is not None:
-                        readiness.stopped()
-                return
-            async with child.running(), AsyncExitStack() as stack:
+            if child is not None and shared is not None:
+                await stack.enter_async_context(child.running())
                 try:
                     await stack.enter_async_context(shared)
                 except Exception as exc:
@@ -411,12 +400,13 @@ def build(
                     raise StartupError(
                         f"the upstream server did not complete the MCP handshake ({exc})"
                     ) from None
-                ready()
-                try:
-                    yield {}
-                finally:
-                    if readiness is not None:
-                        readiness.stopped()
+            if readiness is not None:
+                readiness.started(lambda: tokens.loaded)
+            try:
+                yield {}
+            finally:
+                if readiness is not None:
+                    readiness.stopped()
 
     if shared is not None:
         return FastMCPProxy(
