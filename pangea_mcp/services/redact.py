@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
@@ -13,7 +13,6 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pangea_mcp.backends import Backends
 from pangea_mcp.client import PangeaClient, ProgressFn
 from pangea_mcp.errors import invalid_arguments, tool_errors
-from pangea_mcp.local import redaction
 from pangea_mcp.models import PangeaRequest, PangeaResult, dedupe
 from pangea_mcp.services.redact_args import (
     MAX_FPE_CONTEXT,
@@ -28,6 +27,9 @@ from pangea_mcp.services.redact_args import (
     redacted_input,
     structured,
 )
+
+if TYPE_CHECKING:
+    from pangea_mcp.local.redaction import Redaction
 
 SERVICE = "redact"
 # Computes a redacted copy; nothing is stored or changed on the user's side.
@@ -148,13 +150,15 @@ class PangeaRedact:
 
 
 def _types(tool: str, request: _Options) -> frozenset[str]:
+    from pangea_mcp.local import redaction
+
     try:
         return redaction.entity_types(request.rules, request.rulesets)
     except redaction.UnknownNames as exc:
         raise invalid_arguments(tool, exc.problems) from None
 
 
-def _report(found: redaction.Redaction) -> DebugReport:
+def _report(found: Redaction) -> DebugReport:
     # Like Pangea's debug report minus the matched text, which is never returned.
     hits = [
         RecognizerHit(
@@ -172,9 +176,14 @@ def _report(found: redaction.Redaction) -> DebugReport:
 
 class LocalRedact:
     """The local recognisers (pangea_mcp.local.redaction): every value found becomes <ENTITY_TYPE>, as with
-    Pangea's default replacement. No configuration, no FPE (so no fpe_context), no request id."""
+    Pangea's default replacement. No configuration, no FPE (so no fpe_context), no request id.
+
+    The recognisers (phonenumbers, python-stdnum, detect-secrets: about 0.2 s of imports) are imported
+    when a local call first needs them, so a server on Pangea's backend never pays for them."""
 
     async def redact(self, request: _RedactRequest, progress: ProgressFn | None) -> RedactReport:
+        from pangea_mcp.local import redaction
+
         types = _types("redact", request)
         # Pure CPU, but a long text takes a while: off the event loop.
         found = await asyncio.to_thread(redaction.redact_text, request.text, types)
@@ -187,6 +196,8 @@ class LocalRedact:
     async def redact_structured(
         self, request: _StructuredRequest, progress: ProgressFn | None
     ) -> StructuredRedactReport:
+        from pangea_mcp.local import redaction
+
         types = _types("redact_structured", request)
         for i, path in enumerate(request.jsonp or []):
             try:
